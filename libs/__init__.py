@@ -1,0 +1,1 @@
+"""Code every CPC Live service shares: bus, database, observability, config. Never imports services."""

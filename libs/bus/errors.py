@@ -1,0 +1,121 @@
+"""Typed errors that cross the bus: a service raises one, the gateway turns it into an HTTP problem."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "ErrorBody",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "Poison",
+    "RetryLater",
+    "ServiceError",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unprocessable",
+    "error_from_body",
+]
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of an error reply; `status` is the HTTP status the gateway answers with."""
+
+    status: int
+    code: str
+    detail: str
+    retry_after: float | None = None
+
+
+class ServiceError(Exception):
+    """Base of every error a request handler may raise on purpose; its message reaches the client."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+    def body(self) -> ErrorBody:
+        """The error as it travels on the bus."""
+        return ErrorBody(status=self.status, code=self.code, detail=self.detail, retry_after=self.retry_after)
+
+
+class BadRequest(ServiceError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ServiceError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class Unprocessable(ServiceError):
+    status, code = 422, "unprocessable"
+
+
+class TooManyRequests(ServiceError):
+    status, code = 429, "too_many_requests"
+
+
+class ServiceUnavailable(ServiceError):
+    status, code = 503, "service_unavailable"
+
+
+_BY_STATUS: dict[int, type[ServiceError]] = {
+    cls.status: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        Unprocessable,
+        TooManyRequests,
+        ServiceUnavailable,
+    )
+}
+
+
+def error_from_body(body: ErrorBody) -> ServiceError:
+    """Rebuild the typed error a remote handler raised."""
+    cls = _BY_STATUS.get(body.status, ServiceError)
+    error = cls(body.detail, code=body.code, retry_after=body.retry_after)
+    error.status = body.status
+    return error
+
+
+class RetryLater(Exception):
+    """Raised by an event handler: nak the message so it comes back after `delay` seconds."""
+
+    def __init__(self, reason: str, *, delay: float = 1.0) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Poison(Exception):
+    """Raised by an event handler: the message can never be handled; terminate it and log why."""

@@ -1,0 +1,15 @@
+"""PostgreSQL for services: pools bound to a schema, migrations, the transactional outbox."""
+
+from libs.db.migrate import Migration, MigrationError, apply_migrations, load_migrations
+from libs.db.outbox import OutboxRelay, add_event
+from libs.db.pool import create_pool
+
+__all__ = [
+    "Migration",
+    "MigrationError",
+    "OutboxRelay",
+    "add_event",
+    "apply_migrations",
+    "create_pool",
+    "load_migrations",
+]

@@ -1,0 +1,1 @@
+"""Embedded infrastructure for `make run` and the tests: nats-server, PostgreSQL and service processes."""

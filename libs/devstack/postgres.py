@@ -1,0 +1,53 @@
+"""PostgreSQL for development and tests: the one CPC_DATABASE_URL names, or an embedded pgserver."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["EmbeddedPostgres", "create_database"]
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL 16 server in `data_dir` (the pgserver wheel), reached over its Unix socket."""
+
+    def __init__(self, data_dir: Path, *, keep: bool = True) -> None:
+        self.data_dir = data_dir.resolve()
+        self.keep = keep
+        self._server: Any = None
+
+    def start(self) -> EmbeddedPostgres:
+        """Start (or attach to) the server in `data_dir`."""
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        from pgserver import get_server  # type: ignore[attr-defined]
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(self.data_dir, cleanup_mode="stop" if self.keep else "delete")
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        """asyncpg DSN for `database` over the server's socket."""
+        return f"postgresql://postgres@/{database}?host={quote(str(self.data_dir))}"
+
+    def stop(self) -> None:
+        """Stop the server (and delete its folder when it is not kept)."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+async def create_database(admin_url: str, name: str, *, drop_first: bool = False) -> None:
+    """Create database `name` unless it exists (or recreate it)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if drop_first:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()

@@ -1,0 +1,100 @@
+"""Service processes started as `python -m services.<name>`, their output prefixed with their name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+__all__ = ["ServiceProcess", "discover_services"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def discover_services(root: Path = ROOT) -> list[str]:
+    """Every service package with a `__main__.py`; the gateway last, so it finds the others answering."""
+    names = sorted(p.parent.name for p in (root / "services").glob("*/__main__.py"))
+    return sorted(names, key=lambda n: n == "gateway")
+
+
+class ServiceProcess:
+    """One service process; its lines go to `sink` (a file, or stdout with a `name | ` prefix)."""
+
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        *,
+        log_path: Path | None = None,
+        prefix_width: int = 12,
+    ) -> None:
+        self.name = name
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_path = log_path
+        self.prefix = f"{name:<{prefix_width}}| "
+        self.process: subprocess.Popen[bytes] | None = None
+        self._pump: threading.Thread | None = None
+
+    def start(self) -> ServiceProcess:
+        """Start the process."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
+        )
+        self._pump = threading.Thread(target=self._copy_output, daemon=True)
+        self._pump.start()
+        return self
+
+    def _copy_output(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        sink: IO[str]
+        if self.log_path is not None:
+            sink = open(self.log_path, "a", buffering=1)  # noqa: SIM115
+            for raw in self.process.stdout:
+                sink.write(raw.decode(errors="replace"))
+            sink.close()
+        else:
+            for raw in self.process.stdout:
+                sys.stdout.write(self.prefix + raw.decode(errors="replace"))
+                sys.stdout.flush()
+
+    @property
+    def running(self) -> bool:
+        """True while the process lives."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._pump is not None:
+            self._pump.join(timeout=2)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit on its own."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)

@@ -1,0 +1,1 @@
+"""Subjects, streams and message Structs, one module per owning service."""

@@ -1,0 +1,1 @@
+"""CPC Live services: one package each, always the same rooms (app, handlers, domain, store, migrations)."""
