@@ -75,14 +75,13 @@ def run() -> int:
     while not stopping:
         time.sleep(0.25)
         for i, proc in enumerate(procs):
-            if not proc.running and not stopping:
-                # A crashed service comes back, at most once a second, like a supervisor would do it.
-                if time.monotonic() - restarts.get(proc.name, 0.0) > 1.0:
-                    _say(
-                        f"{proc.name} exited with {proc.process.returncode if proc.process else '?'}; restarting"
-                    )
-                    restarts[proc.name] = time.monotonic()
-                    procs[i] = ServiceProcess(proc.name, proc.env).start()
+            # A crashed service comes back, at most once a second, as a supervisor would bring it back.
+            recent = time.monotonic() - restarts.get(proc.name, 0.0) < 1.0
+            if not proc.running and not stopping and not recent:
+                code = proc.process.returncode if proc.process else None
+                _say(f"{proc.name} exited with {code}; restarting")
+                restarts[proc.name] = time.monotonic()
+                procs[i] = ServiceProcess(proc.name, proc.env).start()
     _say("stopping")
     for proc in reversed(procs):
         proc.stop()
