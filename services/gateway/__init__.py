@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket gateway (Litestar): authenticates and relays to services over NATS."""

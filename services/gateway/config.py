@@ -1,0 +1,29 @@
+"""Gateway settings, read once at start (CPC_*)."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["GatewayConfig"]
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    log_level: str = "info"
+    log_json: bool | None = None
+    # Services /readyz waits for; a comma-separated list of NATS service names.
+    required_services: str = "identity,channel"
+    request_timeout_seconds: float = 5.0
+    max_json_body_bytes: int = 64 * 1024
+    max_image_body_bytes: int = 4 * 1024 * 1024
+    cors_origins: str = ""
+    forwarded_allow_ips: str = "127.0.0.1"
+    public_base_url: str = ""
+
+    def required(self) -> list[str]:
+        """Names of the services /readyz checks."""
+        return [s.strip() for s in self.required_services.split(",") if s.strip()]

@@ -1,0 +1,9 @@
+"""Route handlers, one module per area; each exposes ROUTES."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.gateway.routes import auth, channels, health
+
+ROUTES: list[Any] = [*health.ROUTES, *auth.ROUTES, *channels.ROUTES]
