@@ -1,0 +1,111 @@
+"""Fixtures: a real NATS JetStream and a real PostgreSQL on free ports, and the services as processes."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.devstack.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The whole platform, once per test run, in a scratch folder."""
+    root = Path(tempfile.mkdtemp(prefix="cpc-test-"))
+    s = Stack(root)
+    try:
+        s.start()
+    except BaseException:
+        s.stop()
+        raise
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(stack: Stack) -> str:
+    """The test NATS server."""
+    return stack.nats_url
+
+
+@pytest.fixture(scope="session")
+def database_url(stack: Stack) -> str:
+    """The test database."""
+    return stack.database_url
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    """An HTTP client for the gateway."""
+    with httpx.Client(base_url=stack.url, timeout=15) as client:
+        yield client
+
+
+def unique_name(prefix: str = "u") -> str:
+    """A fresh valid username or channel name."""
+    return f"{prefix}_{secrets.token_hex(5)}"
+
+
+class Member:
+    """A registered, signed-in user."""
+
+    def __init__(self, api: httpx.Client, username: str, password: str, tokens: dict[str, Any], id: str):
+        self.api = api
+        self.username = username
+        self.password = password
+        self.tokens = tokens
+        self.id = id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header with the access token."""
+        return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+
+@pytest.fixture
+def make_member(api: httpx.Client):  # type: ignore[no-untyped-def]
+    """Factory: register and sign in a new user."""
+
+    def make(username: str | None = None, password: str = "correct horse battery") -> Member:
+        name = username or unique_name()
+        r = api.post(
+            "/api/v1/auth/register",
+            json={"username": name, "password": password, "email": f"{name}@example.test"},
+        )
+        assert r.status_code == 201, r.text
+        user_id = r.json()["id"]
+        r = api.post("/api/v1/auth/login", json={"username": name, "password": password})
+        assert r.status_code == 200, r.text
+        return Member(api, name, password, r.json(), user_id)
+
+    return make
+
+
+def assert_problem(response: httpx.Response, status: int, *words: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with `status` whose detail mentions each of `words`."""
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    for word in words:
+        assert word.lower() in body["detail"].lower(), body
+    return body
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """When a test that used the stack fails, attach the tail of each service's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and "stack" in getattr(item, "fixturenames", ()):
+        s: Stack = item._request.getfixturevalue("stack")  # type: ignore[attr-defined]
+        for name in s.procs:
+            path = s.log_path(name)
+            if path.exists():
+                report.sections.append((f"{name} log (tail)", path.read_text()[-4000:]))
