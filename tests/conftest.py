@@ -15,12 +15,12 @@ from libs.devstack.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """The whole platform, once per test run, in a scratch folder."""
+def infra() -> Iterator[Stack]:
+    """NATS JetStream and PostgreSQL on free ports in a scratch folder, once per test run."""
     root = Path(tempfile.mkdtemp(prefix="cpc-test-"))
     s = Stack(root)
     try:
-        s.start()
+        s.start_infra()
     except BaseException:
         s.stop()
         raise
@@ -29,15 +29,21 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def nats_url(stack: Stack) -> str:
-    """The test NATS server."""
-    return stack.nats_url
+def stack(infra: Stack) -> Stack:
+    """The whole platform: `infra` plus every service process and the gateway."""
+    return infra.start_services()
 
 
 @pytest.fixture(scope="session")
-def database_url(stack: Stack) -> str:
+def nats_url(infra: Stack) -> str:
+    """The test NATS server."""
+    return infra.nats_url
+
+
+@pytest.fixture(scope="session")
+def database_url(infra: Stack) -> str:
     """The test database."""
-    return stack.database_url
+    return infra.database_url
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
             max_msgs_per_subject=self.max_msgs_per_subject,
             max_bytes=self.max_bytes,
             storage=StorageType.FILE if self.storage == "file" else StorageType.MEMORY,
-            duplicate_window=self.duplicate_window_seconds,
+            duplicate_window=min(self.duplicate_window_seconds, self.max_age_seconds),
             num_replicas=replicas,
             allow_direct=True,
         )

@@ -50,13 +50,24 @@ class Stack:
 
     def start(self) -> Stack:
         """Start infrastructure and every service, then wait until the gateway is ready."""
+        return self.start_infra().start_services()
+
+    def start_infra(self) -> Stack:
+        """Start NATS and PostgreSQL with a fresh database (idempotent)."""
+        if self.database_url:
+            return self
         self.root.mkdir(parents=True, exist_ok=True)
         self.nats.start(log_file=self.root / "nats-server.log")
         self.postgres.start()
         asyncio.run(create_database(self.postgres.url(), "cpclive_test", drop_first=True))
         self.database_url = self.postgres.url("cpclive_test")
+        return self
+
+    def start_services(self) -> Stack:
+        """Start every service not running yet, then wait until the gateway is ready."""
         for name in self.services:
-            self.start_service(name)
+            if name not in self.procs or not self.procs[name].running:
+                self.start_service(name)
         self.wait_ready()
         return self
 
