@@ -42,7 +42,7 @@ def run() -> int:
     except ConfigError as exc:
         _say(f"bad setting: {exc}")
         return 2
-    data = (ROOT / cfg.data_dir).resolve()
+    data = (ROOT / cfg.data_dir).resolve()  # an absolute CPC_DEV_DATA_DIR stands as it is
     data.mkdir(parents=True, exist_ok=True)
     nats = NatsServer(data / "nats", port=cfg.nats_port).start(log_file=data / "nats-server.log")
     _say(f"nats-server with JetStream on {nats.url} (log in {data / 'nats-server.log'})")
