@@ -1,0 +1,1 @@
+"""The identity service: users, passwords, sessions (refresh tokens) and access-token signing keys."""

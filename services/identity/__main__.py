@@ -1,0 +1,6 @@
+"""python -m services.identity"""
+
+from libs.runtime import main
+from services.identity.app import run
+
+main(run)
