@@ -51,7 +51,11 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
 async def connect(url: str, *, name: str) -> Client:
     """Connect with endless reconnects; disconnects and reconnects are logged."""
 
+    client: Client | None = None
+
     async def on_disconnect() -> None:
+        if client is not None and (client.is_closed or client.is_draining):
+            return  # our own shutdown
         log.warning("nats_disconnected", url=url)
 
     async def on_reconnect() -> None:
@@ -60,7 +64,7 @@ async def connect(url: str, *, name: str) -> Client:
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
 
-    return await nats.connect(
+    client = await nats.connect(
         url,
         name=name,
         max_reconnect_attempts=-1,
@@ -70,6 +74,7 @@ async def connect(url: str, *, name: str) -> Client:
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+    return client
 
 
 async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec], *, replicas: int = 1) -> None:

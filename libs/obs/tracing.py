@@ -15,13 +15,15 @@ __all__ = ["configure_tracing", "extract_context", "inject_context", "tracer"]
 tracer = trace.get_tracer("cpc-live")
 
 
-def configure_tracing(service: str) -> TracerProvider:
-    """Install a tracer provider; spans are exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
-    provider = TracerProvider(resource=Resource.create({"service.name": f"cpc-{service}"}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+def configure_tracing(service: str) -> TracerProvider | None:
+    """Export spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; otherwise keep the no-op tracer,
+    which still passes incoming `traceparent` headers on, at no cost per message."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider = TracerProvider(resource=Resource.create({"service.name": f"cpc-{service}"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider
 
