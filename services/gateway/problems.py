@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from libs.bus import ServiceError
@@ -78,6 +78,10 @@ def _validation_detail(exc: ValidationException) -> tuple[str, list[Any] | None]
         for item in extra:
             if isinstance(item, dict):
                 key = item.get("key") or item.get("source") or ""
+                if key == "data" and item.get("message") == "'data'":
+                    # Litestar's KeyError for a request without a body.
+                    parts.append("request body is missing: send a JSON object")
+                    continue
                 parts.append(f"{key}: {item.get('message', '')}".strip(": "))
         if parts:
             return "; ".join(parts), extra
@@ -92,6 +96,14 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     detail = exc.detail or _TITLES.get(status, "error")
     if status == 413:
         detail = "request body is too large"
+    if isinstance(exc.__cause__, SerializationException):
+        # Litestar re-raises msgspec's "Input data was truncated" as is; say which input.
+        return problem(
+            status,
+            f"request body is not valid JSON: {detail}",
+            code="invalid_json",
+            instance=request.url.path,
+        )
     return problem(status, detail, instance=request.url.path, headers=exc.headers)
 
 
