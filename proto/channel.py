@@ -1,0 +1,256 @@
+"""channel: channels, stream keys, roles and branding images. Owned by services/channel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+import msgspec
+
+from libs.bus import Event, Rpc, StreamSpec
+
+STREAM = StreamSpec(
+    name="CHANNEL",
+    subjects=("channel.*.*",),
+    max_age_seconds=365 * 24 * 3600,
+    description="channel events: created, updated, key rotated, roles, images",
+)
+
+# JetStream object store bucket holding the processed avatar and banner images.
+IMAGE_BUCKET = "channel-images"
+
+ImageKind = Literal["avatar", "banner"]
+RoleName = Literal["moderator", "vip"]
+
+
+def image_object_name(channel_id: str, kind: str, etag: str) -> str:
+    """Object name of one stored image; content-addressed so a new upload never overwrites the served one."""
+    return f"{channel_id}/{kind}/{etag}"
+
+
+# Requests and replies ---------------------------------------------------------------------------------
+
+
+class Image(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored branding image; `etag` is the SHA-256 (hex) of its bytes."""
+
+    etag: str
+    content_type: str
+    width: int
+    height: int
+    updated_at: datetime
+
+
+class Channel(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel as clients see it; `stream_key_prefix` is only filled in for its owner."""
+
+    id: str
+    name: str
+    owner_id: str
+    owner_username: str
+    title: str
+    description: str
+    category: str
+    tags: list[str]
+    language: str
+    live: bool
+    live_since: datetime | None
+    avatar: Image | None
+    banner: Image | None
+    created_at: datetime
+    updated_at: datetime
+    stream_key_prefix: str | None = None
+
+
+class CreateChannel(msgspec.Struct, frozen=True, kw_only=True):
+    owner_id: str
+    owner_username: str = ""
+    name: str
+    title: str
+    category: str
+    tags: list[str] = []
+    description: str = ""
+    language: str = "en"
+
+
+class ListChannels(msgspec.Struct, frozen=True, kw_only=True):
+    q: str = ""
+    category: str = ""
+    tag: str = ""
+    live: bool | None = None
+    limit: int = 20
+    cursor: str = ""
+
+
+class ChannelPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Channel]
+    next_cursor: str | None
+
+
+class GetChannel(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    actor_id: str = ""
+
+
+class UpdateChannel(msgspec.Struct, frozen=True, kw_only=True):
+    """A partial update: fields left UNSET keep their value."""
+
+    actor_id: str
+    name: str
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    category: str | msgspec.UnsetType = msgspec.UNSET
+    tags: list[str] | msgspec.UnsetType = msgspec.UNSET
+    language: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class RotateKey(msgspec.Struct, frozen=True, kw_only=True):
+    actor_id: str
+    name: str
+
+
+class StreamKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A new stream key: shown once, stored only as a hash."""
+
+    stream_key: str
+    prefix: str
+    channel_id: str
+
+
+class CheckKey(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    stream_key: str
+
+
+class KeyOwner(msgspec.Struct, frozen=True, kw_only=True):
+    channel_id: str
+    owner_id: str
+    name: str
+
+
+class SetImage(msgspec.Struct, frozen=True, kw_only=True):
+    actor_id: str
+    name: str
+    kind: ImageKind
+    content_type: str
+    data: bytes
+
+
+class SetRole(msgspec.Struct, frozen=True, kw_only=True):
+    """Grant (`granted=True`) or revoke a role of `username` on channel `name`."""
+
+    actor_id: str
+    name: str
+    username: str
+    role: RoleName
+    granted: bool
+
+
+class RoleMember(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    username: str
+    role: RoleName
+    granted_at: datetime
+
+
+class RoleChange(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of SetRole; `changed` is false when the user already was (or was not) in that role."""
+
+    user_id: str
+    username: str
+    role: RoleName
+    granted: bool
+    changed: bool
+
+
+class ListRoles(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    role: RoleName
+
+
+class RoleList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[RoleMember]
+
+
+CREATE = Rpc("channel.create", CreateChannel, Channel)
+LIST = Rpc("channel.list", ListChannels, ChannelPage)
+GET = Rpc("channel.get", GetChannel, Channel)
+UPDATE = Rpc("channel.update", UpdateChannel, Channel)
+ROTATE_KEY = Rpc("channel.rotate_key", RotateKey, StreamKey)
+CHECK_KEY = Rpc("channel.check_key", CheckKey, KeyOwner)
+SET_IMAGE = Rpc("channel.set_image", SetImage, Image)
+SET_ROLE = Rpc("channel.set_role", SetRole, RoleChange)
+LIST_ROLES = Rpc("channel.list_roles", ListRoles, RoleList)
+
+
+# Events -----------------------------------------------------------------------------------------------
+
+
+class ChannelCreated(Event, frozen=True, kw_only=True):
+    subject: ClassVar[str] = "channel.channel.created"
+
+    channel_id: str
+    name: str
+    owner_id: str
+    title: str
+    category: str
+    tags: list[str]
+    language: str
+    created_at: datetime
+
+
+class ChannelUpdated(Event, frozen=True, kw_only=True):
+    """The channel's editable fields after the change; `changed` names the fields that moved."""
+
+    subject: ClassVar[str] = "channel.channel.updated"
+
+    channel_id: str
+    name: str
+    changed: list[str]
+    title: str
+    description: str
+    category: str
+    tags: list[str]
+    language: str
+
+
+class KeyRotated(Event, frozen=True, kw_only=True):
+    """A new stream key replaced the old one (which stops working at once); never carries the key."""
+
+    subject: ClassVar[str] = "channel.key.rotated"
+
+    channel_id: str
+    name: str
+    prefix: str
+
+
+class RoleGranted(Event, frozen=True, kw_only=True):
+    subject: ClassVar[str] = "channel.role.granted"
+
+    channel_id: str
+    channel_name: str
+    user_id: str
+    username: str
+    role: str
+
+
+class RoleRevoked(Event, frozen=True, kw_only=True):
+    subject: ClassVar[str] = "channel.role.revoked"
+
+    channel_id: str
+    channel_name: str
+    user_id: str
+    username: str
+    role: str
+
+
+class ImageUpdated(Event, frozen=True, kw_only=True):
+    subject: ClassVar[str] = "channel.image.updated"
+
+    channel_id: str
+    channel_name: str
+    kind: str
+    etag: str
+    content_type: str
+    width: int
+    height: int
