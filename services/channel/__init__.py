@@ -1,0 +1,1 @@
+"""The channel service: channels, stream keys, moderators and VIPs, avatar and banner images."""
