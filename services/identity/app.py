@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 
 import proto.identity
@@ -60,10 +61,15 @@ async def _prune_forever(pool: Any, window: timedelta) -> None:
     while True:
         await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
         now = utcnow()
-        async with pool.acquire() as conn:
-            failures, tokens = await store.prune(
-                conn, failures_before=now - window, tokens_before=now - timedelta(days=1)
-            )
+        try:
+            async with pool.acquire() as conn:
+                failures, tokens = await store.prune(
+                    conn, failures_before=now - window, tokens_before=now - timedelta(days=1)
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The database is away for a moment: the rows wait for the next round.
+            log.warning("identity_prune_failed", error=str(exc))
+            continue
         log.info("identity_pruned", login_failures=failures, refresh_tokens=tokens)
 
 

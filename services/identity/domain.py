@@ -30,6 +30,7 @@ __all__ = [
     "check_user_id",
     "check_username",
     "judge_refresh",
+    "login_name",
     "login_throttle",
     "normalize_password",
     "parse_common_passwords",
@@ -60,6 +61,12 @@ def check_username(raw: str) -> str:
             code="invalid_username",
         )
     return raw.lower()
+
+
+def login_name(raw: str) -> str:
+    """The account a sign-in is for (and throttled under): lower-cased, cut to a bounded length.
+    No stored name is longer than 25, so a longer one still matches nobody after the cut."""
+    return raw.lower()[:64]
 
 
 def normalize_password(password: str) -> str:

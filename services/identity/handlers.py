@@ -93,7 +93,7 @@ class Handlers:
 
     async def login(self, req: LoginRequest) -> TokenPair:
         """Check the password (throttled per account and per address) and start a session."""
-        username = req.username.lower()
+        username = domain.login_name(req.username)
         address = domain.address_key(req.client_addr)
         user = await self._admit_login(username, address)
         password = domain.normalize_password(req.password)

@@ -49,6 +49,11 @@ def test_a_huge_username_is_not_echoed_whole() -> None:
     assert len(detail_of(exc)) < 200
 
 
+def test_sign_in_names_are_lower_cased_and_bounded() -> None:
+    assert domain.login_name("Alice_1") == "alice_1"
+    assert len(domain.login_name("x" * 10_000)) == 64
+
+
 def test_password_of_good_length_is_accepted_and_normalized() -> None:
     assert domain.check_password("correct horse battery", username="bob", common=COMMON) == (
         "correct horse battery"
