@@ -7,8 +7,18 @@ from concurrent.futures import Executor
 from typing import Any
 
 import asyncpg
+from nats.errors import Error as NatsError
 
-from libs.bus import BadRequest, Conflict, NotFound, Route, Unauthorized, new_id, route
+from libs.bus import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    Route,
+    ServiceUnavailable,
+    Unauthorized,
+    new_id,
+    route,
+)
 from libs.db import add_event
 from libs.obs.logging import get_logger
 from proto import channel as pc
@@ -186,7 +196,7 @@ class ChannelHandlers:
             row = await self._owned(conn, req.name, req.actor_id, f"change its {req.kind}")
             # Stored under a new name before the row points at it: a failure anywhere leaves the old
             # image served, and no reader sees a row naming bytes that are not there yet.
-            await self.images.put(pc.image_object_name(row["id"], req.kind, img.etag), img.data)
+            await self._store_object(pc.image_object_name(row["id"], req.kind, img.etag), img.data)
             updated_at = await store.put_image(
                 conn,
                 channel_id=row["id"],
@@ -206,6 +216,15 @@ class ChannelHandlers:
             height=img.height,
             updated_at=updated_at,
         )
+
+    async def _store_object(self, name: str, data: bytes) -> None:
+        try:
+            await self.images.put(name, data)
+        except (NatsError, TimeoutError) as exc:
+            log.warning("image_store_failed", object=name, error=str(exc))
+            raise ServiceUnavailable(
+                "the image store is not reachable; try again", code="image_store"
+            ) from None
 
     async def _drop_old_image(self, channel_id: str, kind: str, old: str | None, new: str) -> None:
         if old is None or old == new:
@@ -292,7 +311,8 @@ class ChannelHandlers:
     async def on_session(self, event: SessionStarted | SessionEnded) -> None:
         """stream.session.started/ended: the channel is live while it has an open session."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await store.channel_exists(conn, channel_id=event.channel_id):
+            # Locked: two replicas handling a start and an end of one channel must not interleave.
+            if not await store.lock_channel(conn, channel_id=event.channel_id):
                 log.warning(
                     "session_for_unknown_channel", channel_id=event.channel_id, session_id=event.session_id
                 )

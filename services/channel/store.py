@@ -8,7 +8,6 @@ from typing import Any
 from services.channel.domain import ChannelFields, Cursor
 
 __all__ = [
-    "channel_exists",
     "delete_role",
     "fetch_channel",
     "fetch_key",
@@ -17,6 +16,7 @@ __all__ = [
     "insert_channel",
     "list_channels",
     "list_roles",
+    "lock_channel",
     "owned_channel",
     "put_image",
     "put_role",
@@ -229,9 +229,11 @@ async def list_roles(conn: Any, *, channel_id: str, role: str) -> list[Row]:
     )
 
 
-async def channel_exists(conn: Any, *, channel_id: str) -> bool:
-    """Whether a channel with this id exists."""
-    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM channels WHERE id = $1)", channel_id))
+async def lock_channel(conn: Any, *, channel_id: str) -> bool:
+    """Hold the channel's row until commit (so its live state is computed one event at a time);
+    False when there is no such channel."""
+    found = await conn.fetchval("SELECT 1 FROM channels WHERE id = $1 FOR UPDATE", channel_id)
+    return found is not None
 
 
 async def record_session_start(conn: Any, *, session_id: str, channel_id: str, started_at: datetime) -> None:

@@ -470,7 +470,11 @@ async def test_session_events_make_a_channel_live_and_offline(
     js = nc.jetstream()
     started_at = datetime.now(UTC).replace(microsecond=0)
     start = SessionStarted(session_id="s1-" + cid, channel_id=cid, channel_name=name, started_at=started_at)
+    stray = SessionStarted(
+        session_id="s0", channel_id="no-such-channel", channel_name="x", started_at=started_at
+    )
     try:
+        await publish(js, stray)  # ignored, and it does not hold up the events behind it
         await publish(js, start)
         await publish(js, start)  # a redelivery changes nothing
         await wait_live(api, name, True)
