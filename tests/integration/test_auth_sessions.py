@@ -227,7 +227,7 @@ async def test_bad_access_tokens_are_401_saying_what_is_wrong(
         (f"Basic {token}", "invalid_token", ["Bearer"]),
         (f"Bearer {tampered(token, 2)}", "invalid_token", ["invalid", "signature"]),
         (f"Bearer {tampered(token, 1)}", "invalid_token", ["invalid"]),
-        ("Bearer " + jwt.encode(claims_for(m), None, algorithm="none", headers={"kid": kid}), "invalid_token",
+        ("Bearer " + jwt.encode(claims_for(m), "", algorithm="none", headers={"kid": kid}), "invalid_token",
          ['algorithm "none"', "not accepted"]),
         ("Bearer " + jwt.encode(claims_for(m), "s" * 32, algorithm="HS256", headers={"kid": kid}),
          "invalid_token", ['algorithm "HS256"', "not accepted"]),
