@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
@@ -18,6 +19,7 @@ from libs import faults
 from libs.bus.connection import StreamSpec, connect, ensure_streams
 from libs.bus.consume import ConsumerSpec, EventHandler, consume
 from libs.bus.rpc import Route, serve
+from libs.config import ConfigError, load_config
 from libs.db.migrate import apply_migrations
 from libs.db.outbox import OutboxRelay
 from libs.db.pool import create_pool
@@ -25,7 +27,7 @@ from libs.obs.logging import configure_logging, get_logger
 from libs.obs.metrics import start_metrics_server
 from libs.obs.tracing import configure_tracing
 
-__all__ = ["Runtime", "ServiceConfig", "main"]
+__all__ = ["Runtime", "ServiceConfig", "run_service"]
 
 log = get_logger("runtime")
 
@@ -151,7 +153,17 @@ class Runtime:
         await self._stop.wait()
 
 
-def main(entry: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a service's async entry point (used by each `services/<name>/__main__.py`)."""
+C = TypeVar("C", bound=ServiceConfig)
+
+
+def run_service(name: str, config_cls: type[C], entry: Callable[[C], Coroutine[Any, Any, None]]) -> int:
+    """Read the config (a bad value exits 2 naming its variable), then run `entry` until stopped.
+    Each `services/<name>/__main__.py` is `sys.exit(run_service(...))`."""
+    try:
+        config = load_config(config_cls)
+    except ConfigError as exc:
+        sys.stderr.write(f"{name}: bad setting {exc}\n")
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(entry())
+        asyncio.run(entry(config))
+    return 0

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from libs.bus import connect
+from libs.devstack.nats_server import NatsServer
+from libs.devstack.postgres import create_database
+from libs.devstack.processes import ServiceProcess
 from libs.devstack.stack import Stack
 
 
@@ -44,6 +49,56 @@ def nats_url(infra: Stack) -> str:
 def database_url(infra: Stack) -> str:
     """The test database."""
     return infra.database_url
+
+
+class Isolated:
+    """Its own NATS server and database: service processes started here never answer, or relay for,
+    the shared stack (needed by tests that kill or reconfigure a service)."""
+
+    def __init__(self, nats: NatsServer, database_url: str, folder: Path) -> None:
+        self.nats = nats
+        self.nats_url = nats.url
+        self.database_url = database_url
+        self.folder = folder
+        self.procs: list[ServiceProcess] = []
+
+    def start(self, name: str, env: dict[str, str] | None = None) -> ServiceProcess:
+        """Start service `name` against this NATS and database; output goes to `<folder>/<name>.log`."""
+        base = {"CPC_NATS_URL": self.nats_url, "CPC_DATABASE_URL": self.database_url, "CPC_METRICS_PORT": "0"}
+        proc = ServiceProcess(name, {**base, **(env or {})}, log_path=self.folder / f"{name}.log").start()
+        self.procs.append(proc)
+        return proc
+
+    async def wait_answering(self, proc: ServiceProcess, timeout: float = 20.0) -> None:
+        """Wait until `proc` answers its NATS service ping."""
+        nc = await connect(self.nats_url, name="test-ping")
+        try:
+            for _ in range(int(timeout / 0.05)):
+                if not proc.running:
+                    raise RuntimeError(f"{proc.name} exited during start")
+                try:
+                    await nc.request(f"$SRV.PING.{proc.name}", b"", timeout=0.2)
+                    return
+                except Exception:
+                    await asyncio.sleep(0.05)
+            raise TimeoutError(f"{proc.name} never answered its ping")
+        finally:
+            await nc.drain()
+
+
+@pytest.fixture
+async def isolated(infra: Stack, tmp_path: Path) -> AsyncIterator[Isolated]:
+    """A private NATS server and database on the shared PostgreSQL server; stopped after the test."""
+    nats = NatsServer(tmp_path / "nats").start()
+    database = f"iso_{secrets.token_hex(4)}"
+    await create_database(infra.postgres.url(), database)
+    env = Isolated(nats, infra.postgres.url(database), tmp_path)
+    try:
+        yield env
+    finally:
+        for proc in env.procs:
+            proc.stop()
+        nats.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """python -m services.identity"""
 
-from libs.runtime import main
-from services.identity.app import run
+import sys
 
-main(run)
+from libs.runtime import run_service
+from services.identity.app import IdentityConfig, run
+
+sys.exit(run_service("identity", IdentityConfig, run))

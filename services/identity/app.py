@@ -23,7 +23,6 @@ import msgspec
 
 import proto.identity
 from libs.bus import route, utcnow
-from libs.config import ConfigError, load_config
 from libs.obs.logging import get_logger
 from libs.runtime import Runtime, ServiceConfig
 from proto.identity import KEYS, LOGIN, LOGOUT, REFRESH, REGISTER, WHOAMI
@@ -96,12 +95,8 @@ def _handlers(
     )
 
 
-async def run() -> None:
+async def run(config: IdentityConfig) -> None:
     """Start the identity service and serve until SIGTERM."""
-    try:
-        config = load_config(IdentityConfig)
-    except ConfigError as exc:
-        raise SystemExit(f"identity: bad setting {exc}") from None
     passwords = Passwords(workers=config.password_hash_workers)
     try:
         async with Runtime(

@@ -4,50 +4,16 @@ one; without it, the key made at first start survives a restart."""
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from libs.bus import connect, request
-from libs.devstack.nats_server import NatsServer
-from libs.devstack.postgres import create_database
 from libs.devstack.processes import ServiceProcess
-from libs.devstack.stack import Stack
 from proto.identity import KEYS, LOGIN, REGISTER, Keys, KeysRequest, LoginRequest, RegisterRequest
 from services.identity.signing import SigningKey
-
-Start = Callable[[dict[str, str]], ServiceProcess]
-
-
-@pytest.fixture
-async def isolated(infra: Stack, tmp_path: Path) -> AsyncIterator[tuple[str, Start]]:
-    """Its own NATS and database, so these identity processes never answer the shared stack's requests."""
-    nats = NatsServer(tmp_path / "nats").start()
-    database = f"keys_{secrets.token_hex(4)}"
-    await create_database(infra.postgres.url(), database)
-    base = {
-        "CPC_NATS_URL": nats.url,
-        "CPC_DATABASE_URL": infra.postgres.url(database),
-        "CPC_METRICS_PORT": "0",
-    }
-    procs: list[ServiceProcess] = []
-
-    def start(env: dict[str, str]) -> ServiceProcess:
-        proc = ServiceProcess("identity", {**base, **env}, log_path=tmp_path / "identity.log").start()
-        procs.append(proc)
-        return proc
-
-    try:
-        yield nats.url, start
-    finally:
-        for proc in procs:
-            proc.stop()
-        nats.stop()
+from tests.conftest import Isolated
 
 
 async def keys_of(nats_url: str, proc: ServiceProcess) -> Keys:
@@ -65,8 +31,8 @@ async def keys_of(nats_url: str, proc: ServiceProcess) -> Keys:
         await nc.drain()
 
 
-async def test_a_configured_key_signs_the_access_tokens(isolated: tuple[str, Start]) -> None:
-    nats_url, start = isolated
+async def test_a_configured_key_signs_the_access_tokens(isolated: Isolated) -> None:
+    nats_url, start = isolated.nats_url, lambda env: isolated.start("identity", env)
     key = SigningKey.generate()
     pem = key.private_key_pem().replace("\n", "\\n")  # as one line, the way env files carry it
     proc = start({"CPC_IDENTITY_SIGNING_KEY": pem})
@@ -87,8 +53,8 @@ async def test_a_configured_key_signs_the_access_tokens(isolated: tuple[str, Sta
     assert jwt.get_unverified_header(pair.access_token)["kid"] == key.kid
 
 
-async def test_the_generated_key_is_kept_across_restarts(isolated: tuple[str, Start]) -> None:
-    nats_url, start = isolated
+async def test_the_generated_key_is_kept_across_restarts(isolated: Isolated) -> None:
+    nats_url, start = isolated.nats_url, lambda env: isolated.start("identity", env)
     first = start({})
     before = await keys_of(nats_url, first)
     first.stop()
@@ -96,8 +62,8 @@ async def test_the_generated_key_is_kept_across_restarts(isolated: tuple[str, St
     assert before.keys == after.keys
 
 
-def test_a_bad_configured_key_stops_the_start_naming_the_variable(isolated: tuple[str, Start]) -> None:
-    _, start = isolated
+def test_a_bad_configured_key_stops_the_start_naming_the_variable(isolated: Isolated) -> None:
+    start = lambda env: isolated.start("identity", env)  # noqa: E731
     proc = start({"CPC_IDENTITY_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"})
     assert proc.wait(timeout=30) != 0
     assert proc.log_path is not None
