@@ -15,7 +15,10 @@ from libs.devstack.ports import free_port
 from libs.devstack.postgres import EmbeddedPostgres, create_database
 from libs.devstack.processes import ServiceProcess, discover_services
 
-__all__ = ["Stack"]
+__all__ = ["OPERATOR_TOKEN", "Stack"]
+
+# The operator token of every test and benchmark stack (never of a real deployment).
+OPERATOR_TOKEN = "test-operator-token"
 
 
 class Stack:
@@ -83,7 +86,11 @@ class Stack:
             **self.extra_env,
         }
         if name == "gateway":
-            env.update(CPC_HTTP_HOST="127.0.0.1", CPC_HTTP_PORT=str(self.http_port))
+            env.update(
+                CPC_HTTP_HOST="127.0.0.1",
+                CPC_HTTP_PORT=str(self.http_port),
+                CPC_OPERATOR_TOKEN=OPERATOR_TOKEN,
+            )
         env.update(extra or {})
         return env
 

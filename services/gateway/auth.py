@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -10,11 +11,11 @@ import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 
-from libs.bus import Unauthorized
+from libs.bus import Forbidden, Unauthorized
 from proto.identity import KEYS, Keys, KeysRequest
 from services.gateway.backend import Backend
 
-__all__ = ["ALGORITHM", "AuthUser", "TokenVerifier", "current_user", "optional_user"]
+__all__ = ["ALGORITHM", "AuthUser", "TokenVerifier", "current_user", "operator", "optional_user"]
 
 # The one algorithm we accept, whatever a token's header claims.
 ALGORITHM = "EdDSA"
@@ -108,3 +109,16 @@ async def optional_user(request: Request[Any, Any, Any]) -> AuthUser | None:
         return None
     verifier: TokenVerifier = request.app.state.verifier
     return await verifier.verify(token)
+
+
+async def operator(request: Request[Any, Any, Any]) -> bool:
+    """Dependency for operator routes: `X-Operator-Token` must equal CPC_OPERATOR_TOKEN (when set)."""
+    expected: str = request.app.state.config.operator_token
+    if not expected:
+        raise Forbidden("the operator API is turned off (CPC_OPERATOR_TOKEN is not set)", code="operator_off")
+    given = request.headers.get("x-operator-token", "")
+    if not given:
+        raise Unauthorized("operator routes need the X-Operator-Token header", code="missing_operator_token")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("X-Operator-Token is wrong", code="invalid_operator_token")
+    return True

@@ -23,6 +23,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: str = ""
     forwarded_allow_ips: str = "127.0.0.1"
     public_base_url: str = ""
+    # Operator API (grants, simulated sessions, ...): callers send `X-Operator-Token`. Empty turns it off.
+    operator_token: str = ""
 
     def required(self) -> list[str]:
         """Names of the services /readyz checks."""
