@@ -1,12 +1,14 @@
-"""ingest: live broadcast sessions (WHIP). Owned by services/ingest (issue 5); defined early because
-the channel and notification services react to it."""
+"""ingest: live broadcast sessions (WHIP), their lifecycle events and the media subjects.
+Owned by services/ingest; the channel and notification services react to the events."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import ClassVar
 
-from libs.bus import Event, StreamSpec
+import msgspec
+
+from libs.bus import Event, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="STREAM",
@@ -38,3 +40,90 @@ class SessionEnded(Event, frozen=True, kw_only=True):
     channel_name: str
     started_at: datetime
     ended_at: datetime
+
+
+# Media on core NATS (never in a stream): one subject per session and track, payload libs.media.frames.
+# Keyframe requests from any consumer go to media.<session_id>.keyframe (empty payload).
+
+
+def media_subject(session_id: str, kind: str) -> str:
+    """Encoded frames of one track of a session: `kind` is "video" or "audio"."""
+    return f"media.{session_id}.{kind}"
+
+
+def keyframe_subject(session_id: str) -> str:
+    """Where a consumer asks the broadcaster of `session_id` for a keyframe."""
+    return f"media.{session_id}.keyframe"
+
+
+# Requests and replies ---------------------------------------------------------------------------------
+
+
+class WhipOffer(msgspec.Struct, frozen=True, kw_only=True):
+    channel_name: str
+    stream_key: str
+    sdp: str
+
+
+class WhipAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer and where the session lives: PATCH/DELETE go to `ingest.<process_id>.patch|delete`
+    with `resource`, the session's secret."""
+
+    session_id: str
+    process_id: str
+    resource: str
+    sdp: str
+    resumed: bool = False
+    ice_links: list[str] = []
+
+
+class SessionPatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Trickle ICE or ICE restart: an SDP fragment (RFC 8840) for the session `resource`."""
+
+    resource: str
+    fragment: str
+
+
+class PatchResult(msgspec.Struct, frozen=True, kw_only=True):
+    """`fragment` is the answer fragment of an ICE restart, empty for a trickle."""
+
+    fragment: str = ""
+
+
+class SessionRef(msgspec.Struct, frozen=True, kw_only=True):
+    resource: str
+
+
+class SessionClosed(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+
+
+class OperatorSession(msgspec.Struct, frozen=True, kw_only=True):
+    """Start or end a session without media; `drop` ends it as a lost connection would (grace period)."""
+
+    channel_name: str
+    drop: bool = False
+
+
+class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    channel_id: str
+    channel_name: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+OFFER = Rpc("ingest.offer", WhipOffer, WhipAnswer)
+OPERATOR_START = Rpc("ingest.start", OperatorSession, SessionState)
+OPERATOR_END = Rpc("ingest.end", OperatorSession, SessionState)
+
+
+def patch_rpc(process_id: str) -> Rpc[SessionPatch, PatchResult]:
+    """PATCH of a session held by ingest process `process_id`."""
+    return Rpc(f"ingest.{process_id}.patch", SessionPatch, PatchResult)
+
+
+def delete_rpc(process_id: str) -> Rpc[SessionRef, SessionClosed]:
+    """DELETE of a session held by ingest process `process_id`."""
+    return Rpc(f"ingest.{process_id}.delete", SessionRef, SessionClosed)

@@ -83,6 +83,8 @@ class Stack:
             "CPC_METRICS_PORT": str(port),
             "CPC_LOG_JSON": "true",
             "CPC_LOG_LEVEL": "info",
+            # Media services gather ICE candidates on loopback only: test traffic never leaves the host.
+            "CPC_ICE_HOSTS": "127.0.0.1",
             **self.extra_env,
         }
         if name == "gateway":

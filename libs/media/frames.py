@@ -1,0 +1,108 @@
+"""Encoded frames on NATS: a fixed 32-byte header followed by the frame exactly as the codec produced it.
+
+Header (network byte order): magic ``b"CF"``, version (1), flags (bit 0: keyframe), codec id, one spare
+byte, the time base as numerator/denominator (u16, u32), ``pts`` (i64), capture wall clock in
+microseconds since the epoch (i64) and a per-track sequence number (u32). Capture time travels so any
+consumer can measure glass-to-glass latency.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+
+__all__ = ["CODEC_IDS", "HEADER_SIZE", "MediaFrame", "is_keyframe", "pack_frame", "unpack_frame", "vp8_size"]
+
+_HEADER = struct.Struct("!2sBBBxHIqqI")
+HEADER_SIZE = _HEADER.size
+_MAGIC = b"CF"
+_VERSION = 1
+_KEYFRAME = 0x01
+
+# Codec ids on the wire; new codecs (AV1 next) take new numbers, old ones never change.
+CODEC_IDS: dict[str, int] = {"opus": 1, "vp8": 2, "h264": 3, "av1": 4}
+_CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFrame:
+    """One encoded frame and what a receiver needs to send or time it."""
+
+    codec: str
+    keyframe: bool
+    pts: int
+    time_base: Fraction
+    capture_us: int
+    seq: int
+    data: bytes
+
+
+def pack_frame(frame: MediaFrame) -> bytes:
+    """The frame as a NATS payload."""
+    codec_id = CODEC_IDS.get(frame.codec)
+    if codec_id is None:
+        raise ValueError(f'unknown codec "{frame.codec}"')
+    header = _HEADER.pack(
+        _MAGIC,
+        _VERSION,
+        _KEYFRAME if frame.keyframe else 0,
+        codec_id,
+        frame.time_base.numerator,
+        frame.time_base.denominator,
+        frame.pts,
+        frame.capture_us,
+        frame.seq & 0xFFFFFFFF,
+    )
+    return header + frame.data
+
+
+def unpack_frame(payload: bytes) -> MediaFrame:
+    """Parse a NATS payload; ValueError names what is wrong with it."""
+    if len(payload) < HEADER_SIZE:
+        raise ValueError(f"media frame of {len(payload)} bytes is shorter than its header")
+    magic, version, flags, codec_id, num, den, pts, capture_us, seq = _HEADER.unpack_from(payload)
+    if magic != _MAGIC or version != _VERSION:
+        raise ValueError(f"media frame has magic {magic!r} version {version}, expected {_MAGIC!r} v1")
+    codec = _CODEC_NAMES.get(codec_id)
+    if codec is None or den == 0:
+        raise ValueError(f"media frame has unknown codec id {codec_id} or time base {num}/{den}")
+    return MediaFrame(
+        codec=codec,
+        keyframe=bool(flags & _KEYFRAME),
+        pts=pts,
+        time_base=Fraction(num, den),
+        capture_us=capture_us,
+        seq=seq,
+        data=payload[HEADER_SIZE:],
+    )
+
+
+def is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether an encoded frame can be decoded on its own (VP8 key frame, H.264 IDR)."""
+    if codec == "opus":
+        return True
+    if codec == "vp8":
+        # RFC 6386 section 9.1: bit 0 of the frame tag is 0 for a key frame.
+        return len(data) >= 10 and data[0] & 0x01 == 0
+    if codec == "h264":
+        return any(nal & 0x1F == 5 for nal in _h264_nal_types(data))
+    return False
+
+
+def _h264_nal_types(data: bytes) -> list[int]:
+    """First byte of each NAL unit of an Annex B byte stream."""
+    types = []
+    i = data.find(b"\x00\x00\x01")
+    while i != -1 and i + 3 < len(data):
+        types.append(data[i + 3])
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return types
+
+
+def vp8_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a VP8 key frame header, (0, 0) for other frames."""
+    if not is_keyframe("vp8", data) or data[3:6] != b"\x9d\x01\x2a":
+        return 0, 0
+    width, height = struct.unpack_from("<HH", data, 6)
+    return width & 0x3FFF, height & 0x3FFF

@@ -1,0 +1,82 @@
+"""edge: viewer sessions (WHEP) and viewer counts. Owned by services/edge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+import msgspec
+
+from libs.bus import Event, Rpc, StreamSpec
+
+STREAM = StreamSpec(
+    name="EDGE",
+    subjects=("edge.*.*",),
+    max_age_seconds=7 * 24 * 3600,
+    description="viewer sessions joined and left",
+)
+
+
+class WhepOffer(msgspec.Struct, frozen=True, kw_only=True):
+    channel_name: str
+    sdp: str
+    viewer_id: str = ""
+
+
+class WhepAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """DELETE goes to `edge.<process_id>.delete` with `resource`, the viewer session's secret."""
+
+    viewer_session_id: str
+    process_id: str
+    resource: str
+    sdp: str
+    ice_links: list[str] = []
+
+
+class ViewerRef(msgspec.Struct, frozen=True, kw_only=True):
+    resource: str
+
+
+class ViewerLeftReply(msgspec.Struct, frozen=True, kw_only=True):
+    viewer_session_id: str
+
+
+class CountViewers(msgspec.Struct, frozen=True, kw_only=True):
+    channel_name: str
+
+
+class ViewerCount(msgspec.Struct, frozen=True, kw_only=True):
+    channel_name: str
+    viewers: int
+
+
+OFFER = Rpc("edge.offer", WhepOffer, WhepAnswer)
+VIEWERS = Rpc("edge.viewers", CountViewers, ViewerCount)
+
+
+def delete_rpc(process_id: str) -> Rpc[ViewerRef, ViewerLeftReply]:
+    """DELETE of a viewer session held by edge process `process_id`."""
+    return Rpc(f"edge.{process_id}.delete", ViewerRef, ViewerLeftReply)
+
+
+class ViewerJoined(Event, frozen=True, kw_only=True):
+    subject: ClassVar[str] = "edge.viewer.joined"
+
+    viewer_session_id: str
+    channel_id: str
+    channel_name: str
+    session_id: str
+    viewer_id: str = ""
+    joined_at: datetime
+
+
+class ViewerLeft(Event, frozen=True, kw_only=True):
+    subject: ClassVar[str] = "edge.viewer.left"
+
+    viewer_session_id: str
+    channel_id: str
+    channel_name: str
+    session_id: str
+    viewer_id: str = ""
+    joined_at: datetime
+    left_at: datetime

@@ -1,0 +1,154 @@
+"""WHIP (RFC 9725) and WHEP signalling relayed over NATS to an ingest or edge process; the Location
+names that process, so PATCH and DELETE reach the peer connection they are about. Media never passes here."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Request, Response, delete, get, patch, post
+from litestar.di import Provide
+
+from libs.bus import BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from proto import edge as pe
+from proto import ingest as pi
+from services.gateway.auth import operator
+from services.gateway.backend import Backend
+
+__all__ = ["ROUTES"]
+
+SDP = "application/sdp"
+TRICKLE = "application/trickle-ice-sdpfrag"
+_PROCESS = re.compile(r"^[0-9a-f]{12}$")
+_RESOURCE = re.compile(r"^[A-Za-z0-9_-]{32}$")
+OFFER_TIMEOUT = 15.0
+
+
+def _backend(request: Request[Any, Any, Any]) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+async def _body(request: Request[Any, Any, Any], *types: str) -> str:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind not in types:
+        raise BadRequest(
+            f'Content-Type must be {" or ".join(types)}, not "{kind}"', code="unsupported_media_type"
+        )
+    raw = await request.body()
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text", code="invalid_sdp") from None
+
+
+def _check_location(process_id: str, resource: str, what: str) -> None:
+    if not _PROCESS.match(process_id) or not _RESOURCE.match(resource):
+        raise NotFound(f"no {what} session at this address", code="session_not_found")
+
+
+def _answer(sdp: str, location: str, links: list[str]) -> Response[bytes]:
+    headers = {"Location": location, "ETag": f'"{location.rsplit("/", 1)[1][:16]}"'}
+    if links:
+        headers["Link"] = ", ".join(links)
+    return Response(sdp.encode(), status_code=201, media_type=SDP, headers=headers)
+
+
+async def _gone_process(call: Any, what: str) -> Any:
+    try:
+        return await call
+    except ServiceUnavailable as exc:
+        if exc.code == "no_responders":
+            raise NotFound(f"no {what} session at this address", code="session_not_found") from None
+        raise
+
+
+@post("/api/v1/channels/{name:str}/whip", tags=["webrtc"], status_code=201)
+async def whip_offer(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    """Start (or resume) a broadcast: SDP offer in, answer out; Authorization: Bearer <stream key>."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized('WHIP needs "Authorization: Bearer <stream key>"', code="missing_stream_key")
+    sdp = await _body(request, SDP)
+    reply = await _backend(request).call(
+        pi.OFFER, pi.WhipOffer(channel_name=name, stream_key=key.strip(), sdp=sdp), timeout=OFFER_TIMEOUT
+    )
+    return _answer(reply.sdp, f"/api/v1/whip/{reply.process_id}/{reply.resource}", reply.ice_links)
+
+
+@patch("/api/v1/whip/{process_id:str}/{resource:str}", tags=["webrtc"], status_code=204)
+async def whip_patch(request: Request[Any, Any, Any], process_id: str, resource: str) -> None:
+    """Trickle ICE candidates for a broadcast (the session's secret address is its authorization)."""
+    _check_location(process_id, resource, "WHIP")
+    fragment = await _body(request, TRICKLE)
+    call = _backend(request).call(
+        pi.patch_rpc(process_id), pi.SessionPatch(resource=resource, fragment=fragment)
+    )
+    await _gone_process(call, "WHIP")
+
+
+@delete("/api/v1/whip/{process_id:str}/{resource:str}", tags=["webrtc"], status_code=200)
+async def whip_delete(request: Request[Any, Any, Any], process_id: str, resource: str) -> pi.SessionClosed:
+    """End a broadcast now."""
+    _check_location(process_id, resource, "WHIP")
+    call = _backend(request).call(pi.delete_rpc(process_id), pi.SessionRef(resource=resource))
+    result: pi.SessionClosed = await _gone_process(call, "WHIP")
+    return result
+
+
+@post("/api/v1/channels/{name:str}/whep", tags=["webrtc"], status_code=201)
+async def whep_offer(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    """Watch a live channel: SDP offer in, answer out."""
+    sdp = await _body(request, SDP)
+    reply = await _backend(request).call(
+        pe.OFFER, pe.WhepOffer(channel_name=name, sdp=sdp), timeout=OFFER_TIMEOUT
+    )
+    return _answer(reply.sdp, f"/api/v1/whep/{reply.process_id}/{reply.resource}", reply.ice_links)
+
+
+@delete("/api/v1/whep/{process_id:str}/{resource:str}", tags=["webrtc"], status_code=200)
+async def whep_delete(request: Request[Any, Any, Any], process_id: str, resource: str) -> pe.ViewerLeftReply:
+    """Stop watching."""
+    _check_location(process_id, resource, "WHEP")
+    call = _backend(request).call(pe.delete_rpc(process_id), pe.ViewerRef(resource=resource))
+    result: pe.ViewerLeftReply = await _gone_process(call, "WHEP")
+    return result
+
+
+@get("/api/v1/channels/{name:str}/viewers", tags=["webrtc"])
+async def viewer_count(request: Request[Any, Any, Any], name: str) -> pe.ViewerCount:
+    """How many watch the channel now."""
+    return await _backend(request).call(pe.VIEWERS, pe.CountViewers(channel_name=name))
+
+
+OPERATOR = {"is_operator": Provide(operator)}
+
+
+@post(
+    "/api/v1/operator/channels/{name:str}/session", dependencies=OPERATOR, tags=["operator"], status_code=201
+)
+async def operator_start(request: Request[Any, Any, Any], name: str, is_operator: bool) -> pi.SessionState:
+    """Start a session without media (demos, tests); same rules as a broadcaster's."""
+    return await _backend(request).call(pi.OPERATOR_START, pi.OperatorSession(channel_name=name))
+
+
+@delete(
+    "/api/v1/operator/channels/{name:str}/session", dependencies=OPERATOR, tags=["operator"], status_code=200
+)
+async def operator_end(
+    request: Request[Any, Any, Any], name: str, is_operator: bool, drop: bool = False
+) -> pi.SessionState:
+    """End the channel's session now, or with `?drop=true` as a lost connection (after the grace period)."""
+    return await _backend(request).call(pi.OPERATOR_END, pi.OperatorSession(channel_name=name, drop=drop))
+
+
+ROUTES: list[Any] = [
+    whip_offer,
+    whip_patch,
+    whip_delete,
+    whep_offer,
+    whep_delete,
+    viewer_count,
+    operator_start,
+    operator_end,
+]

@@ -1,0 +1,1 @@
+"""ingest: WHIP broadcast sessions; publishes encoded frames on NATS and the session lifecycle events."""
