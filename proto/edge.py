@@ -24,7 +24,7 @@ class WhepOffer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WhepAnswer(msgspec.Struct, frozen=True, kw_only=True):
-    """DELETE goes to `edge.<process_id>.delete` with `resource`, the viewer session's secret."""
+    """DELETE goes to `edge.<process_id>.viewer.delete` with `resource`, the viewer session's secret."""
 
     viewer_session_id: str
     process_id: str
@@ -55,8 +55,9 @@ VIEWERS = Rpc("edge.viewers", CountViewers, ViewerCount)
 
 
 def delete_rpc(process_id: str) -> Rpc[ViewerRef, ViewerLeftReply]:
-    """DELETE of a viewer session held by edge process `process_id`."""
-    return Rpc(f"edge.{process_id}.delete", ViewerRef, ViewerLeftReply)
+    """DELETE of a viewer session held by edge process `process_id` (four tokens: the EDGE stream binds
+    every three-token `edge.*.*` subject and would answer a three-token request with a PubAck)."""
+    return Rpc(f"edge.{process_id}.viewer.delete", ViewerRef, ViewerLeftReply)
 
 
 class ViewerJoined(Event, frozen=True, kw_only=True):

@@ -1,0 +1,78 @@
+"""A synthetic video source whose pictures carry their frame counter and capture time as black and white
+blocks, so a receiver that decodes them can check order and measure glass-to-glass latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+
+__all__ = ["PatternTrack", "read_marks"]
+
+BITS = 32
+CLOCK = 90_000
+
+
+def _draw(y: np.ndarray[Any, Any], row: int, value: int, block: int) -> None:
+    for bit in range(BITS):
+        level = 235 if (value >> (BITS - 1 - bit)) & 1 else 16
+        y[row * block : (row + 1) * block, bit * block : (bit + 1) * block] = level
+
+
+def _read(y: np.ndarray[Any, Any], row: int, block: int) -> int:
+    value = 0
+    for bit in range(BITS):
+        centre = y[row * block + block // 2, bit * block + block // 2]
+        value = (value << 1) | int(centre > 128)
+    return value
+
+
+def read_marks(frame: av.VideoFrame) -> tuple[int, float]:
+    """(frame counter, capture time in seconds since the epoch) drawn into a decoded picture."""
+    y = frame.to_ndarray(format="gray")
+    block = frame.width // BITS
+    counter = _read(y, 0, block)
+    ms = (_read(y, 1, block) << 32) | _read(y, 2, block)
+    return counter, ms / 1000
+
+
+class PatternTrack(MediaStreamTrack):
+    """Video frames at `fps`, each marked with its counter and capture wall-clock time."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 320, height: int = 240, fps: int = 30) -> None:
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self.counter = 0
+        self._start = 0.0
+        self._base = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
+        rng = np.random.default_rng(7)
+        # Some texture so the encoder has real work (a flat picture compresses to nothing).
+        self._base[:height, :] = rng.integers(60, 200, size=(height, width), dtype=np.uint8)
+
+    async def recv(self) -> av.VideoFrame:
+        """The next marked frame, paced in real time."""
+        if not self._start:
+            self._start = time.monotonic()
+        due = self._start + self.counter / self.fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        now = time.time()
+        data = self._base.copy()
+        y = data[: self.height]
+        block = self.width // BITS
+        y[3 * block :] = np.roll(y[3 * block :], self.counter * 4, axis=1)
+        _draw(y, 0, self.counter, block)
+        ms = int(now * 1000)
+        _draw(y, 1, ms >> 32, block)
+        _draw(y, 2, ms & 0xFFFFFFFF, block)
+        frame = av.VideoFrame.from_ndarray(data, format="yuv420p")
+        frame.pts = int((time.monotonic() - self._start) * CLOCK)
+        frame.time_base = Fraction(1, CLOCK)
+        self.counter += 1
+        return frame
