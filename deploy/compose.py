@@ -52,7 +52,13 @@ def _service(entry: Entry, required: list[str]) -> Obj:
         "command": [entry.module],
         "environment": _environment(entry, required),
         "depends_on": depends,
-        "healthcheck": {"test": probe, "interval": "10s", "timeout": "3s", "retries": 5, "start_period": "30s"},
+        "healthcheck": {
+            "test": probe,
+            "interval": "10s",
+            "timeout": "3s",
+            "retries": 5,
+            "start_period": "30s",
+        },
         "restart": "unless-stopped",
         "read_only": True,
         "tmpfs": ["/tmp"],
@@ -79,7 +85,9 @@ def scrape_config(entries: list[Entry]) -> Obj:
         "scrape_configs": [
             {
                 "job_name": f"cpc-{e.name}",
-                "static_configs": [{"targets": [f"{e.name}:{e.metrics_port}"], "labels": {"service": e.name}}],
+                "static_configs": [
+                    {"targets": [f"{e.name}:{e.metrics_port}"], "labels": {"service": e.name}}
+                ],
             }
             for e in entries
         ],

@@ -18,12 +18,19 @@ def _labels(entry: Entry) -> Obj:
 
 
 def _meta(entry: Entry, **extra: Any) -> Obj:
-    return {"name": entry.name, "labels": {**_labels(entry), "app.kubernetes.io/component": entry.kind}, **extra}
+    return {
+        "name": entry.name,
+        "labels": {**_labels(entry), "app.kubernetes.io/component": entry.kind},
+        **extra,
+    }
 
 
 def _env(entry: Entry, required: list[str]) -> list[Obj]:
     env: list[Obj] = [
-        {"name": "CPC_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "cpc-postgres-app", "key": "uri"}}},
+        {
+            "name": "CPC_DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": "cpc-postgres-app", "key": "uri"}},
+        },
         {"name": "CPC_METRICS_PORT", "value": str(entry.metrics_port)},
     ]
     for var, ref in sorted(entry.secret_env.items()):
@@ -49,9 +56,21 @@ def _env(entry: Entry, required: list[str]) -> list[Obj]:
 def _probes(entry: Entry) -> Obj:
     port = "http" if entry.kind == "gateway" else "metrics"
     return {
-        "startupProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 2, "failureThreshold": 60},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 10, "timeoutSeconds": 3},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 5, "timeoutSeconds": 3},
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": port},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+        },
     }
 
 
@@ -113,7 +132,10 @@ def _pod_spec(entry: Entry, required: list[str]) -> Obj:
         spec["affinity"] = {
             "podAntiAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": _labels(entry)}}
+                    {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": _labels(entry)},
+                    }
                 ]
             }
         }

@@ -94,7 +94,12 @@ _SERVICE_MONITOR_SPEC = _obj(
             "type": "array",
             "minItems": 1,
             "items": _obj(
-                {"port": _STR, "path": _STR, "interval": _STR, "relabelings": {"type": "array", "items": _RELABEL}},
+                {
+                    "port": _STR,
+                    "path": _STR,
+                    "interval": _STR,
+                    "relabelings": {"type": "array", "items": _RELABEL},
+                },
                 ("port",),
             ),
         },

@@ -75,20 +75,30 @@ def test_each_environment_has_what_the_operator_needs(rendered: dict[str, Path])
         assert nats["spec"]["replicas"] == 3
         for dep in (o for o in objects if o["kind"] == "Deployment"):
             name = dep["metadata"]["name"]
-            assert {("Service", name), ("PodDisruptionBudget", name), ("HorizontalPodAutoscaler", name)} <= kinds
+            assert {
+                ("Service", name),
+                ("PodDisruptionBudget", name),
+                ("HorizontalPodAutoscaler", name),
+            } <= kinds
             container = dep["spec"]["template"]["spec"]["containers"][0]
             assert container["args"] == [f"services.{name}"]
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-            assert container["resources"]["requests"] and container["resources"]["limits"]
+            assert container["resources"]["requests"]
+            assert container["resources"]["limits"]
         policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
         assert policies["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
         ingress = next(o for o in objects if o["kind"] == "Ingress")
         assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "gateway"
         if overlay == "dev":
-            assert ("StatefulSet", "postgres") in kinds and ("Cluster", "cpc-postgres") not in kinds
+            assert ("StatefulSet", "postgres") in kinds
+            assert ("Cluster", "cpc-postgres") not in kinds
         else:
-            assert {("Cluster", "cpc-postgres"), ("ServiceMonitor", "cpc-live"), ("PrometheusRule", "cpc-live")} <= kinds
+            assert {
+                ("Cluster", "cpc-postgres"),
+                ("ServiceMonitor", "cpc-live"),
+                ("PrometheusRule", "cpc-live"),
+            } <= kinds
 
 
 def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
@@ -103,7 +113,9 @@ def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
 
 
 def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
-    (tmp_path / "bad.yml").write_text("groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: rate(x[5m]\n")
+    (tmp_path / "bad.yml").write_text(
+        "groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: rate(x[5m]\n"
+    )
     assert run_tool("promtool", "check", "rules", str(tmp_path / "bad.yml")).returncode != 0
 
 
@@ -124,7 +136,9 @@ def test_manifests_and_dockerfile_pass_checkov(rendered: dict[str, Path], tmp_pa
     reports = reports if isinstance(reports, list) else [reports]
     assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"}
     failed = [
-        f"{r['check_type']}: {c['check_id']} {c['resource']}" for r in reports for c in r["results"]["failed_checks"]
+        f"{r['check_type']}: {c['check_id']} {c['resource']}"
+        for r in reports
+        for c in r["results"]["failed_checks"]
     ]
     assert not failed, "\n".join(failed)
     assert result.returncode == 0, result.stderr[-2000:]

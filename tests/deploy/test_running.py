@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -41,9 +40,11 @@ def _exported(stack: Stack) -> set[str]:
 def _queries(concern: str) -> list[str]:
     board = json.loads((ROOT / f"deploy/grafana/dashboards/{concern}.json").read_text())
     exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
-    rules = yaml.safe_load((ROOT / f"deploy/grafana/alerts/{concern}.yml").read_text()) if (
-        ROOT / f"deploy/grafana/alerts/{concern}.yml"
-    ).exists() else {"groups": []}
+    rules = (
+        yaml.safe_load((ROOT / f"deploy/grafana/alerts/{concern}.yml").read_text())
+        if (ROOT / f"deploy/grafana/alerts/{concern}.yml").exists()
+        else {"groups": []}
+    )
     return exprs + [r["expr"] for g in rules["groups"] for r in g["rules"]]
 
 
@@ -53,7 +54,8 @@ def _metric_names(expr: str) -> set[str]:
 
 def test_dashboards_and_alerts_name_only_metrics_the_services_export(stack: Stack) -> None:
     exported = _exported(stack)
-    assert "cpc_messages_handled_total" in exported and "cpc_http_request_seconds_bucket" in exported
+    assert "cpc_messages_handled_total" in exported
+    assert "cpc_http_request_seconds_bucket" in exported
     concerns = {p.stem for p in (ROOT / "deploy/grafana/dashboards").glob("*.json")}
     assert concerns >= {"bus", "api", "chat", "media"}
     operations = (ROOT / "docs/operations.md").read_text()
@@ -111,7 +113,9 @@ async def test_the_image_command_of_each_service_starts_it(isolated: Isolated, t
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for entry in load_catalog():
-            env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][entry.name]["environment"]
+            env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][entry.name][
+                "environment"
+            ]
             metrics, http = free_port(), free_port()
             env = {k: v for k, v in env.items() if "${" not in str(v)} | {
                 "CPC_NATS_URL": isolated.nats_url,
@@ -124,11 +128,17 @@ async def test_the_image_command_of_each_service_starts_it(isolated: Isolated, t
             }
             env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")  # the collector is not part of the test
             proc = subprocess.Popen(
-                _image_command(entry.name), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                _image_command(entry.name),
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
             procs.append(proc)
 
-            async def ready(name: str = entry.name, kind: str = entry.kind, m: int = metrics, h: int = http) -> bool:
+            async def ready(
+                name: str = entry.name, kind: str = entry.kind, m: int = metrics, h: int = http
+            ) -> bool:
                 if kind == "gateway":
                     return _probe(h, "healthz") == 0
                 try:
