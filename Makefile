@@ -3,10 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov (tests/deploy) lives in its own venv: its pinned dependencies clash with the project's.
+TOOLS := .venv-tools
+CHECKOV := $(TOOLS)/bin/checkov
 
 .PHONY: run test lint typecheck unit integration bench clean setup
 
-setup: $(STAMP)
+setup: $(STAMP) $(CHECKOV)
+
+$(CHECKOV):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet 'checkov==3.3.*'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,17 +25,17 @@ run: $(STAMP)
 	$(PY) -m libs.devstack run
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check libs proto services tests bench
-	$(VENV)/bin/ruff format --check libs proto services tests bench
+	$(VENV)/bin/ruff check libs proto services tests bench deploy
+	$(VENV)/bin/ruff format --check libs proto services tests bench deploy
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy libs proto services
+	$(VENV)/bin/mypy libs proto services deploy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(CHECKOV) lint typecheck
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) bench/gateway_hop.py
 
 clean:
-	rm -rf $(VENV) .data build *.egg-info
+	rm -rf $(VENV) $(TOOLS) .data build *.egg-info

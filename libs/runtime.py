@@ -24,7 +24,7 @@ from libs.db.migrate import apply_migrations
 from libs.db.outbox import OutboxRelay
 from libs.db.pool import create_pool
 from libs.obs.logging import configure_logging, get_logger
-from libs.obs.metrics import start_metrics_server
+from libs.obs.metrics import heartbeat, set_readiness, start_metrics_server
 from libs.obs.tracing import configure_tracing
 
 __all__ = ["Runtime", "ServiceConfig", "run_service"]
@@ -91,8 +91,14 @@ class Runtime:
                     await apply_migrations(conn, self.schema, self.migrations)
             relay = OutboxRelay(self.pool, self.js, self.schema)
             self.spawn(relay.run(), name="outbox-relay")
+        self.spawn(_beat_forever(), name="heartbeat")
+        set_readiness(self._answering)
         log.info("service_started", version=self.version)
         return self
+
+    def _answering(self) -> bool:
+        """Ready while connected to NATS and not stopping (read by `/readyz` from the metrics thread)."""
+        return self.nc is not None and self.nc.is_connected and not self._stop.is_set()
 
     async def __aexit__(self, *exc: object) -> None:
         for svc in self._services:
@@ -151,6 +157,13 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         await self._stop.wait()
+
+
+async def _beat_forever() -> None:
+    """Tell the metrics thread's `/healthz` that the event loop still runs."""
+    while True:
+        heartbeat()
+        await asyncio.sleep(1.0)
 
 
 C = TypeVar("C", bound=ServiceConfig)

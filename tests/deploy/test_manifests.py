@@ -1,0 +1,144 @@
+"""Every Kubernetes manifest, the alert rules and the Dockerfile pass their validators, offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy.catalog import ROOT
+from tests.deploy.crd_schemas import SCHEMAS
+from tests.deploy.tools import run_tool
+
+OVERLAYS = ("dev", "production")
+# The oldest Kubernetes we support, and the newest the validator knows.
+VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """`kubectl kustomize` output of each overlay, as the operator would apply it."""
+    folder = tmp_path_factory.mktemp("k8s")
+    out = {}
+    for overlay in OVERLAYS:
+        result = run_tool("kubectl", "kustomize", f"k8s/overlays/{overlay}")
+        assert result.returncode == 0, result.stderr
+        out[overlay] = folder / f"{overlay}.yaml"
+        out[overlay].write_text(result.stdout)
+    return out
+
+
+def _objects(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_every_manifest_validates_against_the_kubernetes_schemas(rendered: dict[str, Path]) -> None:
+    """Built-in kinds against Kubernetes' OpenAPI schemas (strict), custom resources against crd_schemas."""
+    for overlay, path in rendered.items():
+        for obj in _objects(path):
+            where = f"{overlay}: {obj['kind']}/{obj['metadata']['name']}"
+            crd = SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+            if crd is not None:
+                jsonschema.validate(obj, crd)
+                continue
+            for version in VERSIONS:
+                try:
+                    kubernetes_validate.validate(obj, version, strict=True)
+                except kubernetes_validate.ValidationError as exc:
+                    pytest.fail(f"{where} (Kubernetes {version}): {exc.message} at {list(exc.path)}")
+
+
+def test_a_misspelt_field_fails_validation() -> None:
+    """The validation above can fail: a typo in a Deployment or in a custom resource is caught."""
+    deployment = _objects(ROOT / "k8s/base/services/gateway.yaml")[0]
+    deployment["spec"]["replica"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, VERSIONS[0], strict=True)
+    cluster = _objects(ROOT / "k8s/overlays/production/postgres-cluster.yaml")[0]
+    cluster["spec"]["instance"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(cluster, SCHEMAS[("postgresql.cnpg.io/v1", "Cluster")])
+
+
+def test_each_environment_has_what_the_operator_needs(rendered: dict[str, Path]) -> None:
+    for overlay, path in rendered.items():
+        objects = _objects(path)
+        kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+        assert not any(k == "Secret" for k, _ in kinds), "secrets are created by the operator, never shipped"
+        nats = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats")
+        assert nats["spec"]["replicas"] == 3
+        for dep in (o for o in objects if o["kind"] == "Deployment"):
+            name = dep["metadata"]["name"]
+            assert {
+                ("Service", name),
+                ("PodDisruptionBudget", name),
+                ("HorizontalPodAutoscaler", name),
+            } <= kinds
+            container = dep["spec"]["template"]["spec"]["containers"][0]
+            assert container["args"] == [f"services.{name}"]
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["resources"]["requests"]
+            assert container["resources"]["limits"]
+        policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+        assert policies["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        ingress = next(o for o in objects if o["kind"] == "Ingress")
+        assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "gateway"
+        if overlay == "dev":
+            assert ("StatefulSet", "postgres") in kinds
+            assert ("Cluster", "cpc-postgres") not in kinds
+        else:
+            assert {
+                ("Cluster", "cpc-postgres"),
+                ("ServiceMonitor", "cpc-live"),
+                ("PrometheusRule", "cpc-live"),
+            } <= kinds
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    rules = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "deploy/grafana/alerts").glob("*.yml"))
+    result = run_tool("promtool", "check", "rules", *rules)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The PrometheusRule for the Prometheus Operator carries the same groups.
+    rule = _objects(ROOT / "k8s/components/monitoring/prometheus-rules.yaml")[0]
+    (tmp_path / "operator.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = run_tool("promtool", "check", "rules", str(tmp_path / "operator.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text(
+        "groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: rate(x[5m]\n"
+    )
+    assert run_tool("promtool", "check", "rules", str(tmp_path / "bad.yml")).returncode != 0
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = run_tool("hadolint", "--failure-threshold", "info", "deploy/Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_manifests_and_dockerfile_pass_checkov(rendered: dict[str, Path], tmp_path: Path) -> None:
+    """Skipped checks are listed, each with its reason, in deploy/checkov.yaml (or annotated in place)."""
+    for path in rendered.values():
+        shutil.copy(path, tmp_path / path.name)
+    shutil.copy(ROOT / "deploy/Dockerfile", tmp_path / "Dockerfile")
+    result = run_tool(
+        "checkov", "--config-file", str(ROOT / "deploy/checkov.yaml"), "-d", str(tmp_path), "-o", "json"
+    )
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    assert {r["check_type"] for r in reports} == {"kubernetes", "dockerfile"}
+    failed = [
+        f"{r['check_type']}: {c['check_id']} {c['resource']}"
+        for r in reports
+        for c in r["results"]["failed_checks"]
+    ]
+    assert not failed, "\n".join(failed)
+    assert result.returncode == 0, result.stderr[-2000:]
