@@ -27,9 +27,9 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     env: dict[str, str] = {}
     secret_env: dict[str, str] = {}
     udp_ports: tuple[int, int] | None = None
-    public_ip_env: str = "CPC_PUBLIC_IP"
-    port_min_env: str = "CPC_UDP_PORT_MIN"
-    port_max_env: str = "CPC_UDP_PORT_MAX"
+    public_ip_env: str = "CPC_ICE_ADVERTISED_ADDRESS"
+    port_min_env: str = "CPC_ICE_PORT_MIN"
+    port_max_env: str = "CPC_ICE_PORT_MAX"
 
     @property
     def module(self) -> str:

@@ -53,8 +53,8 @@ def test_a_media_entry_renders_host_network_pods_with_the_node_address_and_udp_r
     pod = objects[0]["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["CPC_PUBLIC_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
-    assert (env["CPC_UDP_PORT_MIN"]["value"], env["CPC_UDP_PORT_MAX"]["value"]) == ("40000", "40099")
+    assert env["CPC_ICE_ADVERTISED_ADDRESS"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+    assert (env["CPC_ICE_PORT_MIN"]["value"], env["CPC_ICE_PORT_MAX"]["value"]) == ("40000", "40099")
     assert env["CPC_METRICS_PORT"]["value"] == "9310"
     compose = render(ROOT, [*load_catalog(), entry])["docker-compose.yml"]
     ingest = yaml.safe_load(compose)["services"]["ingest"]
