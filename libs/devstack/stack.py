@@ -83,6 +83,8 @@ class Stack:
             "CPC_METRICS_PORT": str(port),
             "CPC_LOG_JSON": "true",
             "CPC_LOG_LEVEL": "info",
+            # Tests aim webhooks and Web Push at servers on loopback, which deployments refuse.
+            "CPC_ALLOW_PRIVATE_CALLBACKS": "true",
             **self.extra_env,
         }
         if name == "gateway":

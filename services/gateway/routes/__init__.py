@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.routes import auth, channels, health
+from services.gateway.routes import auth, channels, health, notifications
 
-ROUTES: list[Any] = [*health.ROUTES, *auth.ROUTES, *channels.ROUTES]
+ROUTES: list[Any] = [*health.ROUTES, *auth.ROUTES, *channels.ROUTES, *notifications.ROUTES]
