@@ -3,7 +3,6 @@ their deliveries (store.py holds the projections and the inbox)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 Row = Any  # asyncpg.Record
@@ -225,11 +224,3 @@ async def dead_letter(conn: Any, *, delivery_id: int, error: str) -> None:
         delivery_id,
         error,
     )
-
-
-async def session_times(conn: Any, *, session_id: str) -> datetime | None:
-    """When a session started (for offline messages)."""
-    started: datetime | None = await conn.fetchval(
-        "SELECT started_at FROM sessions WHERE session_id = $1", session_id
-    )
-    return started

@@ -65,50 +65,18 @@ class EventHandlers:
     async def on_session(self, event: SessionStarted | SessionEnded) -> None:
         """stream.session.started/ended: queue a fan-out for a real new session (not a reconnect within
         the grace period) and the stream.online/offline webhooks."""
-        hooks = 0
         async with self.pool.acquire() as conn, conn.transaction():
             await store.upsert_channel(
                 conn, channel_id=event.channel_id, name=event.channel_name, owner_id=None
             )
             await store.lock_channel_sessions(conn, channel_id=event.channel_id)
             if isinstance(event, SessionEnded):
-                ended = await store.end_session(
-                    conn,
-                    session_id=event.session_id,
-                    channel_id=event.channel_id,
-                    started_at=event.started_at,
-                    ended_at=event.ended_at,
-                )
-                hooks = await queue_webhooks(conn, event, event.channel_id) if ended else 0
-                notify = False
+                notify, hooks = False, await self._ended(conn, event)
             else:
-                if await store.session_known(conn, session_id=event.session_id):
+                started = await self._started(conn, event)
+                if started is None:
                     return
-                prev = await store.previous_session(
-                    conn, channel_id=event.channel_id, before=event.started_at
-                )
-                notify = not is_reconnect(
-                    prev["started_at"] if prev else None,
-                    prev["ended_at"] if prev else None,
-                    event.started_at,
-                    self.grace,
-                )
-                await store.insert_session(
-                    conn,
-                    session_id=event.session_id,
-                    channel_id=event.channel_id,
-                    started_at=event.started_at,
-                    notified=notify,
-                )
-                if notify:
-                    await store.add_fanout_job(
-                        conn,
-                        session_id=event.session_id,
-                        channel_id=event.channel_id,
-                        channel_name=event.channel_name,
-                        started_at=event.started_at,
-                    )
-                hooks = await queue_webhooks(conn, event, event.channel_id)
+                notify, hooks = started
         log.info(
             "session_seen",
             session_id=event.session_id,
@@ -121,6 +89,38 @@ class EventHandlers:
             self.wake_fanout()
         if hooks:
             self.wake_webhooks()
+
+    async def _ended(self, conn: Any, event: SessionEnded) -> int:
+        ended = await store.end_session(
+            conn,
+            session_id=event.session_id,
+            channel_id=event.channel_id,
+            started_at=event.started_at,
+            ended_at=event.ended_at,
+        )
+        return await queue_webhooks(conn, event, event.channel_id) if ended else 0
+
+    async def _started(self, conn: Any, event: SessionStarted) -> tuple[bool, int] | None:
+        """(notify, webhooks queued), or None for a session seen already."""
+        if await store.session_known(conn, session_id=event.session_id):
+            return None
+        prev = await store.previous_session(conn, channel_id=event.channel_id, before=event.started_at)
+        notify = not is_reconnect(
+            prev["started_at"] if prev else None,
+            prev["ended_at"] if prev else None,
+            event.started_at,
+            self.grace,
+        )
+        await store.insert_session(
+            conn, session_id=event.session_id, channel_id=event.channel_id, started_at=event.started_at,
+            notified=notify,
+        )  # fmt: skip
+        if notify:
+            await store.add_fanout_job(
+                conn, session_id=event.session_id, channel_id=event.channel_id,
+                channel_name=event.channel_name, started_at=event.started_at,
+            )  # fmt: skip
+        return notify, await queue_webhooks(conn, event, event.channel_id)
 
     async def on_follow(self, event: Followed | Unfollowed) -> None:
         """social.channel.followed/unfollowed: keep the follower projection; tell the owner of a follow."""
