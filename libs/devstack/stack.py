@@ -85,6 +85,8 @@ class Stack:
             "CPC_LOG_LEVEL": "info",
             # Media services gather ICE candidates on loopback only: test traffic never leaves the host.
             "CPC_ICE_HOSTS": "127.0.0.1",
+            # Tests aim webhooks and Web Push at servers on loopback, which deployments refuse.
+            "CPC_ALLOW_PRIVATE_CALLBACKS": "true",
             **self.extra_env,
         }
         if name == "gateway":

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.routes import auth, channels, health, webrtc
+from services.gateway.routes import auth, channels, health, notifications, webrtc
 
-ROUTES: list[Any] = [*health.ROUTES, *auth.ROUTES, *channels.ROUTES, *webrtc.ROUTES]
+ROUTES: list[Any] = [
+    *health.ROUTES,
+    *auth.ROUTES,
+    *channels.ROUTES,
+    *notifications.ROUTES,
+    *webrtc.ROUTES,
+]
