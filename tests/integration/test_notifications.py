@@ -150,10 +150,12 @@ async def test_stream_ticket_is_single_use(stack: Stack, api: httpx.Client, owne
 
 
 async def test_reconnect_within_grace_does_not_notify_again_but_a_new_session_does(
-    stack: Stack, api: httpx.Client, make_member: MakeMember, channel: dict[str, Any]
+    stack: Stack, api: httpx.Client, make_member: MakeMember, owner: Member, channel: dict[str, Any]
 ) -> None:
     fan = make_member()
     await follow(stack, fan, channel)
+    # Follows and sessions come through different consumers: the follow must be in before going live.
+    await wait_until_following(api, owner, fan)
     t0 = datetime.now(UTC) - minutes(60)
     cid, name = channel["id"], channel["name"]
     first = session(cid, name, t0, t0 + minutes(10))
