@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.routes import auth, channels, health, webrtc
+from services.gateway.routes import auth, channels, health, social, webrtc
 
-ROUTES: list[Any] = [*health.ROUTES, *auth.ROUTES, *channels.ROUTES, *webrtc.ROUTES]
+ROUTES: list[Any] = [*health.ROUTES, *auth.ROUTES, *channels.ROUTES, *webrtc.ROUTES, *social.ROUTES]
