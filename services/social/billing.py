@@ -79,7 +79,7 @@ class Billing:
             await add_event(conn, event)
             log.info(
                 "subscription_changed",
-                event=type(event).subject,
+                subject=type(event).subject,
                 user_id=user["id"],
                 channel_id=channel["id"],
             )
