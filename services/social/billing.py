@@ -168,11 +168,8 @@ class Billing:
         subs = []
         # One order for every transaction, so two gifts to overlapping recipients cannot deadlock.
         for user in sorted(recipients, key=lambda r: r["id"]):
-            state = await self.apply(conn, user, channel, gifted, gifter)
-            assert state is not None
-            subs.append(
-                domain.subscription_view(state, user=user, channel=channel, gifter=gifter["username"])
-            )
+            await self.apply(conn, user, channel, gifted, gifter)
+            subs.append(await self._view(conn, user, channel))
         gift_id = new_id()
         await add_event(
             conn,
@@ -199,6 +196,12 @@ class Billing:
             recipients=subs,
         )
 
+    @staticmethod
+    async def _view(conn: Any, user: Any, channel: Any) -> ps.Subscription:
+        """The subscription as stored now, with the name of whoever gifted it."""
+        row: Any = await store.fetch_subscription(conn, user_id=user["id"], channel_id=channel["id"])
+        return domain.subscription_view(SubState.of(row), user=user, channel=channel, gifter=row["gifter"])
+
     # --- operator ---------------------------------------------------------------------------------------
 
     async def _party(self, conn: Any, channel_name: str, username: str) -> tuple[Any, Any]:
@@ -221,9 +224,8 @@ class Billing:
 
         async with self.pool.acquire() as conn, conn.transaction():
             channel, user = await self._party(conn, req.channel, req.username)
-            state = await self.apply(conn, user, channel, granted)
-        assert state is not None
-        return domain.subscription_view(state, user=user, channel=channel, gifter="")
+            await self.apply(conn, user, channel, granted)
+            return await self._view(conn, user, channel)
 
     async def change(self, req: ps.ChangeRequest) -> ps.Subscription:
         """social.change: the operator changes the tier, cancels at period end, or ends it now."""
@@ -239,14 +241,13 @@ class Billing:
             )
         async with self.pool.acquire() as conn, conn.transaction():
             channel, user = await self._party(conn, req.channel, req.username)
-            state = await self.apply(
+            await self.apply(
                 conn,
                 user,
                 channel,
                 self._changer(req.tier, req.cancel_at_period_end, req.end_now, req.reason, user, channel),
             )
-        assert state is not None
-        return domain.subscription_view(state, user=user, channel=channel, gifter="")
+            return await self._view(conn, user, channel)
 
     def _changer(
         self, tier: int | None, cancel: bool | None, end_now: bool, reason: str, user: Any, channel: Any
