@@ -22,7 +22,7 @@ async def channel_events(
         last = started
         while True:
             now = time.monotonic()
-            if len(found) >= expect and now - last >= settle or now - started > timeout:
+            if (len(found) >= expect and now - last >= settle) or now - started > timeout:
                 return found
             try:
                 msg = await sub.next_msg(timeout=0.2)

@@ -106,7 +106,9 @@ def test_followers_and_follows_page_by_cursor(
     assert api.post(f"/api/v1/channels/{other['name']}/follow", headers=fans[0].headers).status_code == 200
     page = api.get("/api/v1/me/follows", params={"limit": 1}, headers=fans[0].headers).json()
     assert [i["channel_name"] for i in page["items"]] == [other["name"]]
-    rest = api.get("/api/v1/me/follows", params={"cursor": page["next_cursor"]}, headers=fans[0].headers).json()
+    rest = api.get(
+        "/api/v1/me/follows", params={"cursor": page["next_cursor"]}, headers=fans[0].headers
+    ).json()
     assert [i["channel_name"] for i in rest["items"]] == [channel["name"]]
     assert rest["next_cursor"] is None
 
