@@ -151,19 +151,7 @@ class Billing:
         now, period = utcnow(), self.settings.period
 
         def gifted(old: SubState | None) -> SubState:
-            # Stacking: an active subscription is extended by one period at its own tier.
-            if old is None:
-                return domain.start(
-                    now=now, tier=tier, period_end=now + period, months=1, gifted_by_id=gifter["id"]
-                )
-            return domain.extend(
-                old,
-                now=now,
-                period=period,
-                months=1,
-                tier=None if old.active else tier,
-                gifted_by_id=gifter["id"],
-            )
+            return domain.gift(old, now=now, period=period, tier=tier, gifter_id=gifter["id"])
 
         subs = []
         # One order for every transaction, so two gifts to overlapping recipients cannot deadlock.

@@ -28,6 +28,7 @@ __all__ = [
     "encode_cursor",
     "end",
     "extend",
+    "gift",
     "renew_until",
     "restart",
     "start",
@@ -138,6 +139,16 @@ def extend(
         period_end=max(old.period_end, now) + period * months,
         cumulative_months=old.cumulative_months + months,
         streak_months=old.streak_months + months,
+    )
+
+
+def gift(old: SubState | None, *, now: datetime, period: timedelta, tier: int, gifter_id: str) -> SubState:
+    """One gifted month: starts a subscription at the gift's tier, or stacks one period after an active
+    one at the subscriber's own tier (they already pay that tier; the gift buys time)."""
+    if old is None:
+        return start(now=now, tier=tier, period_end=now + period, months=1, gifted_by_id=gifter_id)
+    return extend(
+        old, now=now, period=period, months=1, tier=None if old.active else tier, gifted_by_id=gifter_id
     )
 
 
