@@ -3,6 +3,7 @@ gifts (stacking on an existing subscription, random followers), renewals, expiry
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -198,3 +199,18 @@ def test_bad_gifts_are_problems(
     ghost = unique_name("ghost")
     assert_problem(api.post(base, json={"gift_to": ghost}, headers=h), 404, ghost)
     assert_problem(api.post(base, content=b"{not json", headers=h), 400, "JSON")
+
+
+async def test_grants_at_once_start_one_subscription_and_stack_the_rest(
+    stack: Stack, make_member: MakeMember, channel: dict[str, Any]
+) -> None:
+    fan = make_member()
+    path = f"/api/v1/channels/{channel['name']}/subscriptions"
+    body = {"username": fan.username, "tier": 1, "months": 1}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15, headers=OP) as client:
+        answers = await asyncio.gather(*(client.post(path, json=body) for _ in range(4)))
+    assert [r.status_code for r in answers] == [201] * 4, [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert sorted(r.json()["cumulative_months"] for r in answers) == [1, 2, 3, 4]
+    events = await channel_events(stack.nats_url, channel["id"], expect=4)
+    assert subjects(events) == ["social.subscription.started"] + ["social.subscription.renewed"] * 3
