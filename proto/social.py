@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from libs.bus import Event, StreamSpec
+import msgspec
+
+from libs.bus import Event, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="SOCIAL",
@@ -93,3 +95,176 @@ class SubscriptionsGifted(Event, frozen=True, kw_only=True):
     tier: int
     count: int
     recipient_ids: list[str]
+
+
+# Requests and replies ---------------------------------------------------------------------------------
+# The gateway passes the verified user (`user_id`, `username`); channels and users are named as clients
+# name them (case-insensitive). Every rule is checked by the social service.
+
+
+class FollowRequest(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    username: str
+    channel: str
+
+
+class FollowState(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether `user` follows the channel after the request; `changed` is false for a repeat."""
+
+    channel_id: str
+    channel_name: str
+    following: bool
+    followed_at: datetime | None
+    changed: bool
+
+
+class ListFollowers(msgspec.Struct, frozen=True, kw_only=True):
+    channel: str
+    limit: int = 20
+    cursor: str = ""
+
+
+class ListFollowing(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    limit: int = 20
+    cursor: str = ""
+
+
+class FollowEntry(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    username: str
+    channel_id: str
+    channel_name: str
+    followed_at: datetime
+
+
+class FollowPage(msgspec.Struct, frozen=True, kw_only=True):
+    """Newest follow first; `next_cursor` fetches the next page (None on the last)."""
+
+    items: list[FollowEntry]
+    next_cursor: str | None
+
+
+class CountsRequest(msgspec.Struct, frozen=True, kw_only=True):
+    channel: str
+
+
+class Counts(msgspec.Struct, frozen=True, kw_only=True):
+    channel_id: str
+    channel_name: str
+    followers: int
+    subscribers: int
+
+
+class Subscription(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's subscription to a channel as it is now; `active` false once it ended."""
+
+    id: str
+    user_id: str
+    username: str
+    channel_id: str
+    channel_name: str
+    tier: int
+    active: bool
+    started_at: datetime
+    period_end: datetime
+    cancel_at_period_end: bool
+    cumulative_months: int
+    streak_months: int
+    gifted_by_username: str = ""
+    ended_at: datetime | None = None
+    end_reason: str = ""
+
+
+class RelationshipRequest(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    channel: str
+
+
+class Relationship(msgspec.Struct, frozen=True, kw_only=True):
+    """What one user is to one channel: follower since when, subscriber at which tier, owner."""
+
+    channel_id: str
+    channel_name: str
+    is_owner: bool
+    following: bool
+    followed_at: datetime | None
+    subscription: Subscription | None
+
+
+class ListSubscriptions(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    include_ended: bool = False
+
+
+class SubscriptionList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Subscription]
+
+
+class GiftRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A gift by a signed-in user: one to `gift_to` (a username) or `gift_count` to random followers."""
+
+    gifter_id: str
+    gifter_username: str
+    channel: str
+    tier: int = 1
+    gift_to: str = ""
+    gift_count: int = 0
+
+
+class GiftResult(msgspec.Struct, frozen=True, kw_only=True):
+    gift_id: str
+    channel_id: str
+    channel_name: str
+    tier: int
+    count: int
+    recipients: list[Subscription]
+
+
+class GrantRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Operator: start a subscription of `username`, or extend an active one by `months` (tier set)."""
+
+    channel: str
+    username: str
+    tier: int = 1
+    months: int = 1
+
+
+class ChangeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Operator: change the tier and/or ask for (or withdraw) cancellation at period end, or end now."""
+
+    channel: str
+    username: str
+    tier: int | None = None
+    cancel_at_period_end: bool | None = None
+    end_now: bool = False
+    reason: str = "cancelled"
+
+
+class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A payment provider's webhook exactly as received: the raw body and its signature header."""
+
+    body: bytes
+    signature: str
+
+
+class WebhookResult(msgspec.Struct, frozen=True, kw_only=True):
+    """`duplicate` when the provider's event id was handled before; `ignored` for an unknown type."""
+
+    event_id: str
+    type: str
+    duplicate: bool = False
+    ignored: bool = False
+
+
+FOLLOW = Rpc("social.follow", FollowRequest, FollowState)
+UNFOLLOW = Rpc("social.unfollow", FollowRequest, FollowState)
+FOLLOWERS = Rpc("social.followers", ListFollowers, FollowPage)
+FOLLOWING = Rpc("social.following", ListFollowing, FollowPage)
+COUNTS = Rpc("social.counts", CountsRequest, Counts)
+RELATIONSHIP = Rpc("social.relationship", RelationshipRequest, Relationship)
+SUBSCRIPTIONS = Rpc("social.subscriptions", ListSubscriptions, SubscriptionList)
+GIFT = Rpc("social.gift", GiftRequest, GiftResult)
+GRANT = Rpc("social.grant", GrantRequest, Subscription)
+CHANGE = Rpc("social.change", ChangeRequest, Subscription)
+WEBHOOK = Rpc("social.webhook", WebhookRequest, WebhookResult)

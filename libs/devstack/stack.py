@@ -15,10 +15,12 @@ from libs.devstack.ports import free_port
 from libs.devstack.postgres import EmbeddedPostgres, create_database
 from libs.devstack.processes import ServiceProcess, discover_services
 
-__all__ = ["OPERATOR_TOKEN", "Stack"]
+__all__ = ["OPERATOR_TOKEN", "PAYMENT_WEBHOOK_SECRET", "Stack"]
 
 # The operator token of every test and benchmark stack (never of a real deployment).
 OPERATOR_TOKEN = "test-operator-token"
+# The payment webhook secret of every test stack; lapsed subscriptions end at once (no grace), swept often.
+PAYMENT_WEBHOOK_SECRET = "test-payment-webhook-secret"
 
 
 class Stack:
@@ -94,6 +96,12 @@ class Stack:
                 CPC_HTTP_HOST="127.0.0.1",
                 CPC_HTTP_PORT=str(self.http_port),
                 CPC_OPERATOR_TOKEN=OPERATOR_TOKEN,
+            )
+        if name == "social":
+            env.update(
+                CPC_PAYMENT_WEBHOOK_SECRET=PAYMENT_WEBHOOK_SECRET,
+                CPC_SUBSCRIPTION_GRACE_SECONDS="0",
+                CPC_SUBSCRIPTION_SWEEP_SECONDS="0.5",
             )
         env.update(extra or {})
         return env

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.routes import auth, channels, health, notifications, webrtc
+from services.gateway.routes import auth, channels, health, notifications, social, webrtc
 
 ROUTES: list[Any] = [
     *health.ROUTES,
     *auth.ROUTES,
     *channels.ROUTES,
+    *social.ROUTES,
     *notifications.ROUTES,
     *webrtc.ROUTES,
 ]

@@ -1,0 +1,1 @@
+"""The social service: follows, tiered subscriptions, gifts, payment-provider webhooks."""

@@ -1,0 +1,124 @@
+"""The social rules without servers: stacking and renewals, which event a change emits, webhook
+signatures checked against a signature computed independently of our signer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from libs.bus import BadRequest, Unauthorized
+from proto import social as ps
+from services.social import domain, payments, store
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+MONTH = timedelta(days=30)
+USER = {"id": "u1", "username": "fan"}
+CHANNEL = {"id": "c1", "name": "painter"}
+
+
+def active(**changes: object) -> domain.SubState:
+    base = domain.start(now=NOW, tier=2, period_end=NOW + MONTH, months=1)
+    return domain.SubState(**{**{f: getattr(base, f) for f in base.__struct_fields__}, **changes})  # type: ignore[arg-type]
+
+
+def test_store_reads_every_substate_column() -> None:
+    for field in domain.SubState.__struct_fields__:
+        assert f"s.{field}" in store.SUBSCRIPTION_SELECT
+
+
+def test_a_gift_on_an_active_subscription_stacks_after_its_period_at_its_tier() -> None:
+    old = active()
+    new = domain.extend(old, now=NOW + timedelta(days=3), period=MONTH, months=1, tier=None)
+    assert (new.id, new.tier) == (old.id, 2)
+    assert new.period_end == old.period_end + MONTH
+    assert (new.cumulative_months, new.streak_months) == (2, 2)
+    assert isinstance(domain.subscription_event(old, new, USER, CHANNEL), ps.SubscriptionRenewed)
+
+
+def test_an_ended_subscription_restarts_with_a_new_id_and_streak_keeping_cumulative_months() -> None:
+    old = domain.end(active(cumulative_months=5, streak_months=5), now=NOW, reason="expired")
+    later = NOW + timedelta(days=90)
+    new = domain.extend(old, now=later, period=MONTH, months=1, tier=3, gifted_by_id="g1")
+    assert new.id != old.id
+    assert (new.active, new.tier, new.period_end, new.gifted_by_id) == (True, 3, later + MONTH, "g1")
+    assert (new.cumulative_months, new.streak_months) == (6, 1)
+    assert isinstance(domain.subscription_event(old, new, USER, CHANNEL), ps.Subscribed)
+
+
+def test_which_event_a_change_emits() -> None:
+    old = active()
+    assert isinstance(domain.subscription_event(None, old, USER, CHANNEL), ps.Subscribed)
+    changed = domain.subscription_event(old, active(tier=3), USER, CHANNEL)
+    assert isinstance(changed, ps.SubscriptionChanged)
+    assert (changed.previous_tier, changed.tier) == (2, 3)
+    assert isinstance(
+        domain.subscription_event(old, active(cancel_at_period_end=True), USER, CHANNEL),
+        ps.SubscriptionChanged,
+    )
+    ended = domain.subscription_event(old, domain.end(old, now=NOW, reason="refunded"), USER, CHANNEL)
+    assert isinstance(ended, ps.SubscriptionEnded)
+    assert ended.reason == "refunded"
+    assert domain.subscription_event(old, old, USER, CHANNEL) is None
+    renewed = domain.renew_until(old, now=NOW, period_end=NOW + 2 * MONTH)
+    assert isinstance(domain.subscription_event(old, renewed, USER, CHANNEL), ps.SubscriptionRenewed)
+
+
+def test_a_renewal_never_shortens_the_period() -> None:
+    old = active(period_end=NOW + 2 * MONTH)
+    assert domain.renew_until(old, now=NOW, period_end=NOW + MONTH).period_end == NOW + 2 * MONTH
+
+
+@pytest.mark.parametrize("tier", [0, 4, -1])
+def test_tiers_are_one_to_three(tier: int) -> None:
+    with pytest.raises(BadRequest, match=f"tier {tier}"):
+        domain.check_tier(tier)
+
+
+def test_cursor_round_trip_and_garbage() -> None:
+    cursor = domain.Cursor(NOW, "u1")
+    assert domain.decode_cursor(domain.encode_cursor(cursor)) == cursor
+    with pytest.raises(BadRequest, match="cursor"):
+        domain.decode_cursor("not-a-cursor")
+
+
+BODY = b'{"id":"evt_1","type":"subscription.created","data":{"username":"fan","channel":"painter"}}'
+
+
+def reference_header(secret: str, timestamp: int, body: bytes) -> str:
+    """What a provider computes: HMAC-SHA256 over `timestamp + "." + raw body`, hex."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def test_signature_matches_an_independent_computation() -> None:
+    assert payments.sign("s3cret", 1700000000, BODY) == reference_header("s3cret", 1700000000, BODY)
+    header = reference_header("s3cret", 1700000000, BODY)
+    assert (
+        payments.verify(header, BODY, secrets=["old", "s3cret"], now=1700000100, tolerance=300) == 1700000000
+    )
+
+
+def test_signature_refusals() -> None:
+    header = reference_header("s3cret", 1700000000, BODY)
+    with pytest.raises(Unauthorized, match="does not match"):
+        payments.verify(header, BODY + b" ", secrets=["s3cret"], now=1700000000, tolerance=300)
+    with pytest.raises(Unauthorized, match="does not match"):
+        payments.verify(header, BODY, secrets=["other"], now=1700000000, tolerance=300)
+    with pytest.raises(Unauthorized, match="301 s away"):
+        payments.verify(header, BODY, secrets=["s3cret"], now=1700000301, tolerance=300)
+    with pytest.raises(BadRequest, match="missing"):
+        payments.verify("", BODY, secrets=["s3cret"], now=1700000000, tolerance=300)
+    with pytest.raises(BadRequest, match="t=<unix seconds>"):
+        payments.verify("t=abc,v1=00", BODY, secrets=["s3cret"], now=1700000000, tolerance=300)
+
+
+def test_event_envelope_parsing() -> None:
+    event = payments.parse_event(BODY)
+    assert (event.id, event.type) == ("evt_1", "subscription.created")
+    data = payments.subscription_data(event)
+    assert (data.username, data.channel, data.tier, data.period_end) == ("fan", "painter", None, None)
+    with pytest.raises(BadRequest, match="not a valid event"):
+        payments.parse_event(b"[]")
