@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
             path = s.log_path(name)
             if path.exists():
                 report.sections.append((f"{name} log (tail)", path.read_text()[-4000:]))
+
+
+class CorsGateway:
+    """A second gateway on the shared stack that allows CORS from one loopback page origin."""
+
+    def __init__(self, url: str, page_port: int) -> None:
+        self.url = url
+        self.page_port = page_port
+        self.origin = f"http://127.0.0.1:{page_port}"
+
+
+@pytest.fixture(scope="session")
+def cors_gateway(stack: Stack) -> Iterator[CorsGateway]:
+    """A gateway process with CPC_CORS_ORIGINS set to `origin` (browser tests serve their pages there)."""
+    from libs.devstack.ports import free_port
+
+    http_port, page_port = free_port(), free_port()
+    gateway = CorsGateway(f"http://127.0.0.1:{http_port}", page_port)
+    env = stack.env_for(
+        "gateway",
+        {"CPC_HTTP_PORT": str(http_port), "CPC_METRICS_PORT": "0", "CPC_CORS_ORIGINS": gateway.origin},
+    )
+    proc = ServiceProcess("gateway", env, log_path=stack.root / "gateway-cors.log").start()
+    try:
+        for _ in range(400):
+            if not proc.running:
+                raise RuntimeError("the CORS gateway exited during start")
+            try:
+                if httpx.get(gateway.url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise TimeoutError("the CORS gateway never became ready")
+        yield gateway
+    finally:
+        proc.stop()

@@ -91,8 +91,8 @@ def create_app(config: GatewayConfig) -> Litestar:
         cors_config=CORSConfig(
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "If-None-Match"],
-            expose_headers=["Location", "ETag", "Retry-After", "Link"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "If-Match"],
+            expose_headers=["Location", "ETag", "Retry-After", "Link", "Accept-Post", "Accept-Patch"],
             max_age=600,
         )
         if origins

@@ -234,3 +234,53 @@ def test_operator_session_lifecycle(api: httpx.Client, make_member) -> None:  # 
     assert_problem(
         api.delete(f"/api/v1/operator/channels/{name}/session", headers=headers), 404, "no live session"
     )
+
+
+def test_whip_and_whep_answer_options(api: httpx.Client) -> None:
+    """OPTIONS names the methods and body types (RFC 9725 Accept-Post / Accept-Patch)."""
+    r = api.options("/api/v1/channels/anything/whip")
+    assert r.status_code == 204, r.text
+    assert r.headers["accept-post"] == "application/sdp"
+    assert "POST" in r.headers["allow"]
+    assert api.options("/api/v1/channels/anything/whep").headers["accept-post"] == "application/sdp"
+    r = api.options(f"/api/v1/whip/000000000000/{'A' * 32}")
+    assert r.headers["accept-patch"] == "application/trickle-ice-sdpfrag"
+    assert "DELETE" in api.options(f"/api/v1/whep/000000000000/{'A' * 32}").headers["allow"]
+
+
+def test_cors_preflight_for_whip_and_whep(cors_gateway) -> None:  # type: ignore[no-untyped-def]
+    """A browser page of an allowed origin may POST offers with a stream key; other origins may not."""
+    preflight = {
+        "Origin": cors_gateway.origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    for path in ("/api/v1/channels/x/whip", "/api/v1/channels/x/whep"):
+        r = httpx.options(cors_gateway.url + path, headers=preflight)
+        assert r.status_code == 204, r.text
+        assert r.headers["access-control-allow-origin"] == cors_gateway.origin
+        assert "POST" in r.headers["access-control-allow-methods"]
+        assert "authorization" in r.headers["access-control-allow-headers"].lower()
+    r = httpx.options(
+        cors_gateway.url + f"/api/v1/whip/000000000000/{'A' * 32}",
+        headers={
+            **preflight,
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "if-match, content-type",
+        },
+    )
+    assert r.status_code == 204, r.text
+    r = httpx.options(
+        cors_gateway.url + "/api/v1/channels/x/whip", headers={**preflight, "Origin": "http://evil.example"}
+    )
+    assert r.status_code == 400
+    assert "access-control-allow-origin" not in r.headers
+    # The actual (refused) POST still carries the CORS headers, so the page can read the problem.
+    r = httpx.post(
+        cors_gateway.url + "/api/v1/channels/x/whip",
+        content="v=0",
+        headers={"Origin": cors_gateway.origin, "Content-Type": "application/sdp"},
+    )
+    assert_problem(r, 401, "stream key")
+    assert r.headers["access-control-allow-origin"] == cors_gateway.origin
+    assert "location" in r.headers["access-control-expose-headers"].lower()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from litestar import Request, Response, delete, get, patch, post
+from litestar import Request, Response, delete, get, patch, post, route
 from litestar.di import Provide
 
 from libs.bus import BadRequest, NotFound, ServiceUnavailable, Unauthorized
@@ -121,6 +121,47 @@ async def viewer_count(request: Request[Any, Any, Any], name: str) -> pe.ViewerC
     return await _backend(request).call(pe.VIEWERS, pe.CountViewers(channel_name=name))
 
 
+def _options(allow: str, **accept: str) -> Response[None]:
+    """RFC 9725 OPTIONS: the methods and body types a WHIP/WHEP address takes. A CORS preflight (with
+    `Origin`) is answered before this by the gateway's CORS layer, for the origins in CPC_CORS_ORIGINS."""
+    headers = {"Allow": allow, **{k.replace("_", "-").title(): v for k, v in accept.items()}}
+    return Response(None, status_code=204, headers=headers)
+
+
+@route("/api/v1/channels/{name:str}/whip", http_method="OPTIONS", tags=["webrtc"], include_in_schema=False)
+async def whip_options(name: str) -> Response[None]:
+    """What the WHIP endpoint accepts."""
+    return _options("OPTIONS, POST", accept_post=SDP)
+
+
+@route("/api/v1/channels/{name:str}/whep", http_method="OPTIONS", tags=["webrtc"], include_in_schema=False)
+async def whep_options(name: str) -> Response[None]:
+    """What the WHEP endpoint accepts."""
+    return _options("OPTIONS, POST", accept_post=SDP)
+
+
+@route(
+    "/api/v1/whip/{process_id:str}/{resource:str}",
+    http_method="OPTIONS",
+    tags=["webrtc"],
+    include_in_schema=False,
+)
+async def whip_session_options(process_id: str, resource: str) -> Response[None]:
+    """What a WHIP session accepts (trickle ICE fragments)."""
+    return _options("DELETE, OPTIONS, PATCH", accept_patch=TRICKLE)
+
+
+@route(
+    "/api/v1/whep/{process_id:str}/{resource:str}",
+    http_method="OPTIONS",
+    tags=["webrtc"],
+    include_in_schema=False,
+)
+async def whep_session_options(process_id: str, resource: str) -> Response[None]:
+    """What a WHEP session accepts."""
+    return _options("DELETE, OPTIONS")
+
+
 OPERATOR = {"is_operator": Provide(operator)}
 
 
@@ -142,7 +183,12 @@ async def operator_end(
     return await _backend(request).call(pi.OPERATOR_END, pi.OperatorSession(channel_name=name, drop=drop))
 
 
+# OPTIONS handlers first: Litestar adds its own OPTIONS to a path that has none when first registered.
 ROUTES: list[Any] = [
+    whip_options,
+    whip_session_options,
+    whep_options,
+    whep_session_options,
     whip_offer,
     whip_patch,
     whip_delete,
