@@ -13,6 +13,9 @@ It relies on these places of aiortc 1.16.0 (`check_hooks()` fails loudly when an
   track straight to ``encoder.pack`` (needs ``pts`` and ``time_base``), and ``_handle_rtcp_packet``
   (line ~277) answers PLI/FIR by calling ``self._send_keyframe()``, which only sets a flag that the
   packet path ignores: we replace it per sender with a callback that asks upstream.
+- ``RTCRtpSender._next_encoded_frame`` creates its encoder only ``if self.__encoder is None`` and calls
+  ``pack`` for anything that is not an ``av.Frame``: `send_packed` presets ``_RTCRtpSender__encoder``
+  with a pass-through, so a frame packetized once (`Packetizer`) is sent to every viewer as is.
 - ``RTCRtpTransceiver._codecs`` holds the negotiated codecs; the sender sends with the first one.
 """
 
@@ -24,6 +27,9 @@ from collections.abc import Callable
 from typing import Any
 
 import aiortc
+import av
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
@@ -31,10 +37,13 @@ __all__ = [
     "AIORTC_VERSION",
     "FrameSink",
     "HookMissing",
+    "Packed",
+    "Packetizer",
     "check_hooks",
     "request_keyframe",
     "restrict_codecs",
     "route_keyframe_requests",
+    "send_packed",
     "tap_receiver",
 ]
 
@@ -60,6 +69,8 @@ def check_hooks() -> None:
         (RTCRtpReceiver._send_rtcp_pli, "RTCP_PSFB_PLI"),
         (RTCRtpSender._next_encoded_frame, "self.__encoder.pack(data)"),
         (RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()"),
+        (RTCRtpSender._next_encoded_frame, "if self.__encoder is None:"),
+        (RTCRtpSender._next_encoded_frame, "payloads, timestamp = self.__encoder.pack(data)"),
     ]
     for func, needle in expectations:
         if needle not in inspect.getsource(func):
@@ -119,3 +130,42 @@ def restrict_codecs(transceiver: Any, codec: str) -> bool:
     ]
     transceiver._codecs = kept + rtx
     return True
+
+
+class Packed:
+    """One encoded frame cut into RTP payloads, with its RTP timestamp (from 0), shared by every sender."""
+
+    __slots__ = ("payloads", "timestamp")
+
+    def __init__(self, payloads: list[bytes], timestamp: int) -> None:
+        self.payloads = payloads
+        self.timestamp = timestamp
+
+
+_CLOCKS = {"opus": 48_000, "vp8": 90_000, "h264": 90_000}
+
+
+class Packetizer:
+    """aiortc's own packetizer for `codec`, run once per frame instead of once per viewer."""
+
+    def __init__(self, codec: str) -> None:
+        kind = "audio" if codec == "opus" else "video"
+        params = RTCRtpCodecParameters(mimeType=f"{kind}/{codec}", clockRate=_CLOCKS[codec])
+        self._encoder = get_encoder(params)
+
+    def pack(self, packet: av.Packet[Any]) -> Packed:
+        """The frame's payloads and timestamp, as aiortc's sender would have cut them."""
+        payloads, timestamp = self._encoder.pack(packet)
+        return Packed(payloads, timestamp)
+
+
+class _PassThrough:
+    """Stands in for a sender's encoder: `Packed` frames are already packetized."""
+
+    def pack(self, data: Packed) -> tuple[list[bytes], int]:
+        return data.payloads, data.timestamp
+
+
+def send_packed(sender: RTCRtpSender) -> None:
+    """Make `sender` send the `Packed` frames its track yields without packetizing them again."""
+    sender._RTCRtpSender__encoder = _PassThrough()  # type: ignore[attr-defined]

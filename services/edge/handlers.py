@@ -12,7 +12,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from libs.bus import Event, NotFound, Route, Unprocessable, new_id, route
 from libs.db import add_event
-from libs.media.aiortc_ext import restrict_codecs, route_keyframe_requests
+from libs.media.aiortc_ext import restrict_codecs, route_keyframe_requests, send_packed
 from libs.media.ice import IceSettings, advertise, link_headers, rtc_configuration
 from libs.media.sdp import check_offer
 from libs.obs.logging import get_logger
@@ -76,6 +76,7 @@ class EdgeHandlers:
                 track = PacketTrack(transceiver.kind, self.config.viewer_queue_frames)
                 sender = pc.addTrack(track)
                 tracks.append(track)
+                send_packed(sender)
                 if track.kind == "video":
                     feed = await self._feed(live["session_id"])
                     route_keyframe_requests(sender, feed.ask_keyframe)

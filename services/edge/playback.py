@@ -13,6 +13,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from nats.aio.client import Client
 
+from libs.media.aiortc_ext import Packetizer
 from libs.media.frames import unpack_frame
 from libs.obs.logging import get_logger
 from proto.ingest import keyframe_subject, media_subject
@@ -68,6 +69,7 @@ class SessionFeed:
         self._subs: list[Any] = []
         self._last_request = 0.0
         self._pending: set[asyncio.Task[None]] = set()
+        self._packetizers: dict[str, Packetizer] = {}
 
     async def start(self) -> None:
         """Subscribe to the session's tracks."""
@@ -83,12 +85,19 @@ class SessionFeed:
             except ValueError as exc:
                 log.warning("media_frame_invalid", session_id=self.session_id, error=str(exc))
                 return
+            tracks = self.tracks[kind]
+            if not tracks:
+                return
             packet = av.Packet(frame.data)
             packet.pts = frame.pts
             packet.time_base = frame.time_base
+            packetizer = self._packetizers.get(frame.codec)
+            if packetizer is None:
+                packetizer = self._packetizers[frame.codec] = Packetizer(frame.codec)
+            packed = packetizer.pack(packet)  # once for every viewer of this process
             dropped = False
-            for track in self.tracks[kind]:
-                dropped |= not track.push(packet, frame.keyframe)
+            for track in tracks:
+                dropped |= not track.push(packed, frame.keyframe)
             if dropped and kind == "video":
                 self.ask_keyframe()
 
