@@ -75,7 +75,8 @@ class ReferenceDecoder:
             ctx = contexts.get(codec) or contexts.setdefault(codec, av.CodecContext.create(codec, "r"))
             try:
                 for frame in ctx.decode(av.Packet(data)):
-                    self.marks[key] = read_marks(frame)
+                    if (marks := read_marks(frame)) is not None:  # damaged pictures count as lost
+                        self.marks[key] = marks
             except av.error.FFmpegError:
                 continue
 
@@ -137,9 +138,8 @@ class DecodingViewer:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if track.kind == "video":
-                counter, capture = read_marks(frame)
-                self.samples.append((counter, capture, time.time()))
+            if track.kind == "video" and (marks := read_marks(frame)) is not None:
+                self.samples.append((*marks, time.time()))
 
     async def join(self, ask: Callable[[str], Any]) -> None:
         """Offer to the baseline server over the pipe, apply its answer."""

@@ -1,5 +1,6 @@
 """A synthetic video source whose pictures carry their frame counter and capture time as black and white
-blocks, so a receiver that decodes them can check order and measure glass-to-glass latency."""
+blocks, so a receiver that decodes them can check order and measure glass-to-glass latency. A fourth row
+repeats the counter inverted: a picture damaged by packet loss reads as unmarked, never as a wrong count."""
 
 from __future__ import annotations
 
@@ -32,11 +33,17 @@ def _read(y: np.ndarray[Any, Any], row: int, block: int) -> int:
     return value
 
 
-def read_marks(frame: av.VideoFrame) -> tuple[int, float]:
-    """(frame counter, capture time in seconds since the epoch) drawn into a decoded picture."""
+MASK = (1 << BITS) - 1
+
+
+def read_marks(frame: av.VideoFrame) -> tuple[int, float] | None:
+    """(frame counter, capture time in seconds since the epoch) drawn into a decoded picture; None when
+    the check row does not match (the picture was damaged, e.g. decoded after a lost packet)."""
     y = frame.to_ndarray(format="gray")
     block = frame.width // BITS
     counter = _read(y, 0, block)
+    if _read(y, 3, block) != counter ^ MASK:
+        return None
     ms = (_read(y, 1, block) << 32) | _read(y, 2, block)
     return counter, ms / 1000
 
@@ -66,8 +73,9 @@ class PatternTrack(MediaStreamTrack):
         data = self._base.copy()
         y = data[: self.height]
         block = self.width // BITS
-        y[3 * block :] = np.roll(y[3 * block :], self.counter * 4, axis=1)
+        y[4 * block :] = np.roll(y[4 * block :], self.counter * 4, axis=1)
         _draw(y, 0, self.counter, block)
+        _draw(y, 3, self.counter ^ MASK, block)
         ms = int(now * 1000)
         _draw(y, 1, ms >> 32, block)
         _draw(y, 2, ms & 0xFFFFFFFF, block)

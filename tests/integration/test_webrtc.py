@@ -84,12 +84,16 @@ async def wait_live(client: httpx.AsyncClient, name: str, live: bool, timeout: f
     raise AssertionError(f"channel {name} never became live={live}")
 
 
-async def read_counters(track, count: int) -> list[int]:  # type: ignore[no-untyped-def]
-    counters = []
+async def read_counters(track, count: int) -> tuple[list[int], int]:  # type: ignore[no-untyped-def]
+    """The counters of the next `count` intact pictures, and how many damaged ones came in between."""
+    counters, damaged = [], 0
     while len(counters) < count:
-        frame = await asyncio.wait_for(track.recv(), 10)
-        counters.append(read_marks(frame)[0])
-    return counters
+        marks = read_marks(await asyncio.wait_for(track.recv(), 10))
+        if marks is None:
+            damaged += 1
+        else:
+            counters.append(marks[0])
+    return counters, damaged
 
 
 async def test_two_viewers_decode_the_broadcast_in_order(
@@ -105,12 +109,15 @@ async def test_two_viewers_decode_the_broadcast_in_order(
         assert r.json()["viewers"] == 2
         for _pc, tracks, _loc in viewers:
             video = await asyncio.wait_for(tracks["video"], 10)
-            counters = await read_counters(video, 30)
+            counters, damaged = await read_counters(video, 30)
+            # Loopback UDP can still lose a packet on a loaded machine: a picture decoded after that is
+            # damaged (and recognised as such); the rest must be the broadcaster's, in order.
+            assert damaged <= 15, (damaged, counters)
             assert counters == sorted(counters), counters
             assert len(set(counters)) == 30, counters
             assert counters[-1] < pattern.counter
             # Forwarded frame by frame: at most an occasional gap, never a reordering.
-            assert counters[-1] - counters[0] < 45, counters
+            assert counters[-1] - counters[0] < 45 + damaged, counters
             audio = await asyncio.wait_for(tracks["audio"], 10)
             assert (await asyncio.wait_for(audio.recv(), 5)).sample_rate == 48000
         for pc, _tracks, location in viewers:
