@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +62,12 @@ class ReferenceDecoder:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def drain(self, timeout: float) -> None:
+        """Wait until every queued frame is decoded (it falls behind when the viewer process is loaded)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def feed(self, key: int, codec: str, data: bytes) -> None:
         """Queue a frame for decoding (called on the event loop)."""
         self.bytes_at.append((time.time(), len(data)))
@@ -78,7 +83,9 @@ class ReferenceDecoder:
                     if (marks := read_marks(frame)) is not None:  # damaged pictures count as lost
                         self.marks[key] = marks
             except av.error.FFmpegError:
-                continue
+                pass
+            finally:
+                self._queue.task_done()
 
     def stop(self) -> None:
         """End the thread."""
@@ -177,14 +184,21 @@ def _baseline_stats(viewers: list[DecodingViewer], t0: float, t1: float) -> dict
 
 
 def _summary(n: int, expected: int, delivered: int, latencies: list[float], bps: float) -> dict[str, Any]:
+    """Raw figures of one viewer process; the orchestrator merges processes (see `merge`)."""
+    return {"viewers": n, "expected": expected, "delivered": delivered, "latencies": latencies, "bps": bps}
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several viewer processes as one row."""
+    n = sum(p["viewers"] for p in parts)
+    wanted = sum(p["viewers"] * p["expected"] for p in parts)
+    latencies = [x for p in parts for x in p["latencies"]]
     return {
         "viewers": n,
-        "expected": expected,
-        "delivered": delivered / (n * expected) if n and expected else 0.0,
+        "delivered": sum(p["delivered"] for p in parts) / wanted if wanted else 0.0,
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else 0.0,
-        "source_kbps": bps / 1000,
+        "source_kbps": max((p["bps"] for p in parts), default=0.0) / 1000,
     }
 
 
@@ -218,6 +232,7 @@ async def _edge_viewers(conn: Connection, gateway: str, channel: str, n: int) ->
         conn.send(("ready", flowing))
         _, t0, t1 = await _recv(conn)
         await asyncio.sleep(LATE_SECONDS)  # frames captured just before t1 are still on their way
+        await asyncio.get_running_loop().run_in_executor(None, ref.drain, 120.0)
         conn.send(("result", _edge_stats(viewers, ref, t0, t1)))
         ref.stop()
         for v in viewers:

@@ -2,11 +2,12 @@
 viewer, measured in the same run.
 
     .venv/bin/python bench/webrtc_fanout.py [--viewers 10,50,100,150] [--seconds 10] [--baseline-viewers 5]
+                                            [--viewers-per-process 50]
 
 Setup: a whole stack on loopback. This process broadcasts over WHIP with aiortc: the marked test pattern
 (libs/media/testpattern.py) at 1280x720, 30 fps, with aiortc's VP8 encoder aimed at ~2.5 Mbit/s, plus Opus.
-For each N a separate viewer process opens N aiortc WHEP viewers through the gateway; the edge forwards
-the encoded frames it gets from ingest over NATS. The baseline is another process doing what aiortc does
+For each N, separate viewer processes (--viewers-per-process each) open N aiortc WHEP viewers through
+the gateway; the edge forwards the encoded frames it gets from ingest over NATS. The baseline is another process doing what aiortc does
 by default: it watches the channel once (decoding), and serves its own N viewers through a MediaRelay,
 so aiortc encodes VP8 and Opus once per viewer.
 
@@ -17,11 +18,12 @@ Figures, over a window of --seconds once every viewer receives video:
   (counted from the frame counter drawn into the picture), averaged over viewers.
 - Glass-to-glass latency: the pattern draws its capture wall-clock time (ms) into every picture. Edge
   viewers never decode (their receivers are tapped with libs/media/aiortc_ext.py); instead one reference
-  decoder in the viewer process decodes one viewer's copy and maps each encoded frame, by the hash of
+  decoder per viewer process decodes one viewer's copy and maps each encoded frame, by the hash of
   its bytes (byte-identical for every edge viewer since nothing re-encodes), to its counter and capture
   time; a viewer's latency for a frame is its arrival time of the complete encoded frame minus that
   capture time (before its own decode, a few ms). Baseline viewers' bytes differ per viewer, so each
   decodes and reads the marks itself (their latency includes their decode). All on one host, one clock.
+  A picture damaged by a lost packet fails the pattern's check row and counts as not delivered.
 
 Goals on 2 cores: >= 150 viewers per core with >= 99 % of frames delivered, p50 <= 150 ms.
 """
@@ -42,7 +44,7 @@ from typing import Any
 import httpx
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
-from fanout_peers import baseline_server_process, new_pc, setup_process, viewer_process
+from fanout_peers import baseline_server_process, merge, new_pc, setup_process, viewer_process
 
 from libs.devstack.stack import Stack
 from libs.media.testpattern import PatternTrack
@@ -103,26 +105,34 @@ async def _recv(conn: Connection, timeout: float) -> Any:
     return conn.recv()
 
 
-async def phase(mode: str, n: int, target: Any, pid: int, seconds: float) -> dict[str, Any]:
-    """Start n viewers in a child process, measure process `pid` over the window, collect the figures."""
+async def phase(mode: str, n: int, target: Any, pid: int, seconds: float, procs: int = 1) -> dict[str, Any]:
+    """Start n viewers in `procs` child processes, measure process `pid` over the window, merge figures."""
     ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=viewer_process, args=(child, mode, n, target), daemon=True)
-    proc.start()
+    shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    pipes, children = [], []
+    for share in (s for s in shares if s):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=viewer_process, args=(child, mode, share, target), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        children.append(proc)
     try:
-        _, flowing = await _recv(parent, 240)
+        flowing = sum([(await _recv(p, 240))[1] for p in pipes])
         await asyncio.sleep(1.0)
         c0, t0 = cpu_seconds(pid), time.time()
         await asyncio.sleep(seconds)
         c1, t1 = cpu_seconds(pid), time.time()
-        parent.send(("stop", t0, t1))
-        _, stats = await _recv(parent, 120)
+        for p in pipes:
+            p.send(("stop", t0, t1))
+        parts = [(await _recv(p, 180))[1] for p in pipes]
     finally:
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
+        for proc in children:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    stats = merge(parts)
     stats.update(mode=mode, flowing=flowing, cpu=(c1 - c0) / (t1 - t0) / n)
-    return dict(stats)
+    return stats
 
 
 def row(stats: dict[str, Any], base_cpu: float | None) -> str:
@@ -136,7 +146,9 @@ def row(stats: dict[str, Any], base_cpu: float | None) -> str:
     )
 
 
-async def run(stack: Stack, counts: list[int], seconds: float, baseline_n: int) -> None:
+async def run(
+    stack: Stack, counts: list[int], seconds: float, baseline_n: int, viewers_per_process: int
+) -> None:
     """Broadcast, measure the baseline and every N, print the table."""
     setup_process()
     name, key = seed_channel(stack.url)
@@ -158,7 +170,10 @@ async def run(stack: Stack, counts: list[int], seconds: float, baseline_n: int) 
         if server.is_alive():
             server.kill()
     edge_pid = stack.procs["edge"].process.pid  # type: ignore[union-attr]
-    results = [await phase("edge", n, (stack.url, name), edge_pid, seconds) for n in counts]
+    results = []
+    for n in counts:
+        procs = max(1, -(-n // viewers_per_process))
+        results.append(await phase("edge", n, (stack.url, name), edge_pid, seconds, procs))
     await source.close()
     kbps = max((r["source_kbps"] for r in results), default=0)
     print(
@@ -184,12 +199,13 @@ def main() -> None:
     parser.add_argument("--viewers", default="10,50,100,150")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--baseline-viewers", type=int, default=5)
+    parser.add_argument("--viewers-per-process", type=int, default=50)
     args = parser.parse_args()
     counts = [int(n) for n in args.viewers.split(",") if n.strip()]
     stack = Stack(Path(tempfile.mkdtemp(prefix="cpc-bench-")), env={"CPC_LOG_LEVEL": "warning"})
     try:
         stack.start()
-        asyncio.run(run(stack, counts, args.seconds, args.baseline_viewers))
+        asyncio.run(run(stack, counts, args.seconds, args.baseline_viewers, args.viewers_per_process))
     finally:
         stack.stop()
 
