@@ -42,6 +42,12 @@ class WhoamiRequest(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
 
 
+class FindUserRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Look a user up by name (any case); for services whose own copy has not caught up yet."""
+
+    username: str
+
+
 class KeysRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Ask for the public keys that verify access tokens."""
 
@@ -89,6 +95,7 @@ REFRESH = Rpc("identity.refresh", RefreshRequest, TokenPair)
 LOGOUT = Rpc("identity.logout", LogoutRequest, Done)
 WHOAMI = Rpc("identity.whoami", WhoamiRequest, Profile)
 KEYS = Rpc("identity.keys", KeysRequest, Keys)
+FIND_USER = Rpc("identity.find_user", FindUserRequest, User)
 
 
 class UserRegistered(Event, frozen=True, kw_only=True):

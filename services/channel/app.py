@@ -57,7 +57,7 @@ async def run(config: ChannelConfig) -> None:
     try:
         async with Runtime("channel", config, schema="channel", migrations=MIGRATIONS, streams=streams) as rt:
             images = await ensure_image_bucket(rt.jetstream, replicas=config.jetstream_replicas)
-            handlers = ChannelHandlers(rt.pool, images, executor)
+            handlers = ChannelHandlers(rt.pool, images, executor, rt.bus)
             await rt.serve(handlers.routes())
             rt.consume(
                 ConsumerSpec(

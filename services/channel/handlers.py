@@ -17,12 +17,13 @@ from libs.bus import (
     ServiceUnavailable,
     Unauthorized,
     new_id,
+    request,
     route,
 )
 from libs.db import add_event
 from libs.obs.logging import get_logger
 from proto import channel as pc
-from proto.identity import UserRegistered
+from proto.identity import FIND_USER, FindUserRequest, UserRegistered
 from proto.ingest import SessionEnded, SessionStarted
 from services.channel import domain, store
 from services.channel.images import Processed, process_image
@@ -53,10 +54,11 @@ def _missing(name: str) -> NotFound:
 class ChannelHandlers:
     """The channel service's endpoints and event handlers over its pool, image bucket and image workers."""
 
-    def __init__(self, pool: Any, images: Any, executor: Executor) -> None:
+    def __init__(self, pool: Any, images: Any, executor: Executor, nc: Any = None) -> None:
         self.pool = pool
         self.images = images  # the JetStream object store bucket proto.channel.IMAGE_BUCKET
         self.executor = executor
+        self.nc = nc  # asks identity for a user registered a moment ago (see _user)
 
     def routes(self) -> list[Route[Any, Any]]:
         """Every request endpoint of the service."""
@@ -79,6 +81,17 @@ class ChannelHandlers:
             raise _missing(name)
         domain.check_owner(row["owner_id"], actor_id, channel=row["name"], action=action)
         return row
+
+    async def _user(self, conn: Any, username: str) -> Any:
+        """The user by name from our copy; one registered a moment ago is asked of identity once."""
+        user = await store.find_user(conn, username=username)
+        if user is None and self.nc is not None:
+            found = await request(self.nc, FIND_USER, FindUserRequest(username=username))
+            await store.upsert_user(conn, user_id=found.id, username=found.username)
+            user = await store.find_user(conn, username=found.username)
+        if user is None:
+            raise NotFound(f'no user named "{username}"', code="user_not_found")
+        return user
 
     async def create(self, req: pc.CreateChannel) -> pc.Channel:
         """channel.create: one channel per user, under a free name."""
@@ -238,9 +251,7 @@ class ChannelHandlers:
         """channel.set_role: the owner grants or revokes moderator or VIP by username."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._owned(conn, req.name, req.actor_id, f"change its {req.role}s")
-            user = await store.find_user(conn, username=req.username)
-            if user is None:
-                raise NotFound(f'no user named "{req.username}"', code="user_not_found")
+            user = await self._user(conn, req.username)
             change = pc.RoleChange(
                 user_id=user["id"],
                 username=user["username"],

@@ -25,7 +25,7 @@ import proto.identity
 from libs.bus import route, utcnow
 from libs.obs.logging import get_logger
 from libs.runtime import Runtime, ServiceConfig
-from proto.identity import KEYS, LOGIN, LOGOUT, REFRESH, REGISTER, WHOAMI
+from proto.identity import FIND_USER, KEYS, LOGIN, LOGOUT, REFRESH, REGISTER, WHOAMI
 from services.identity import store
 from services.identity.domain import ThrottlePolicy
 from services.identity.handlers import Handlers, TokenSettings
@@ -121,6 +121,7 @@ async def run(config: IdentityConfig) -> None:
                     route(LOGOUT, handlers.logout),
                     route(WHOAMI, handlers.whoami),
                     route(KEYS, handlers.keys),
+                    route(FIND_USER, handlers.find_user),
                 ]
             )
             window = timedelta(seconds=config.login_failure_window_seconds)

@@ -13,6 +13,7 @@ from libs.db import add_event
 from libs.obs.logging import get_logger
 from proto.identity import (
     Done,
+    FindUserRequest,
     Keys,
     KeysRequest,
     LoginRequest,
@@ -180,6 +181,14 @@ class Handlers:
         if row is None:
             raise NotFound(f'user "{user_id}" does not exist', code="user_not_found")
         return Profile(id=user_id, username=row["username"], email=row["email"], created_at=row["created_at"])
+
+    async def find_user(self, req: FindUserRequest) -> User:
+        """A user's id and canonical name by username, any case."""
+        async with self._pool.acquire() as conn:
+            row = await store.user_by_username(conn, username=req.username.strip().lower())
+        if row is None:
+            raise NotFound(f'no user named "{req.username}"', code="user_not_found")
+        return User(id=str(row["id"]), username=row["username"])
 
     async def keys(self, req: KeysRequest) -> Keys:
         """The public key that verifies access tokens, with issuer and audience."""

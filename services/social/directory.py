@@ -1,5 +1,5 @@
 """The social service's copies of others' data: channels (owner, name) and users (name), kept from their
-events; a channel not seen yet is asked of the channel service once and then kept."""
+events; a channel or user not seen yet is asked of its owner once and then kept."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from libs.bus import NotFound, request
 from libs.obs.logging import get_logger
 from proto import channel as pc
-from proto.identity import UserRegistered
+from proto.identity import FIND_USER, FindUserRequest, UserRegistered
 from services.social import store
 
 __all__ = ["Directory"]
@@ -43,9 +43,13 @@ class Directory:
     async def user(self, conn: Any, username: str) -> Any:
         """The user row (id, username) by name, or NotFound."""
         row = await store.find_user(conn, username=username.strip())
-        if row is None:
-            raise NotFound(f'no user named "{username}"', code="user_not_found")
-        return row
+        if row is not None:
+            return row
+        # Registered a moment ago and its event not handled yet (or never registered): ask identity once.
+        found = await request(self.nc, FIND_USER, FindUserRequest(username=username.strip()))
+        await store.upsert_user(conn, user_id=found.id, username=found.username)
+        log.info("user_learned_on_miss", user_id=found.id, username=found.username)
+        return await store.find_user(conn, username=found.username)
 
     async def on_user_registered(self, event: UserRegistered) -> None:
         """identity.user.registered: keep the users projection (idempotent upsert)."""
