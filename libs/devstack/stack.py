@@ -103,6 +103,13 @@ class Stack:
                 CPC_SUBSCRIPTION_GRACE_SECONDS="0",
                 CPC_SUBSCRIPTION_SWEEP_SECONDS="0.5",
             )
+        if name == "transcode":
+            # A small ladder and short segments keep media tests at seconds of CPU on 2 cores.
+            env.update(
+                CPC_TRANSCODE_LADDER="320x180:300,256x144:150",
+                CPC_SEGMENT_SECONDS="1",
+                CPC_TAKEOVER_SECONDS="3",
+            )
         env.update(extra or {})
         return env
 
