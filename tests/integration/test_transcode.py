@@ -58,8 +58,9 @@ async def test_ladder_segments_manifests_and_recording(stack: Stack, api: httpx.
 
     items = wait_for(lambda: api.get(f"/api/v1/channels/{name}/recordings").json()["items"], 30, "the recording")
     rec = items[0]
-    assert rec["id"] == session_id and rec["segments"] >= 3
-    assert 3000 <= rec["duration_ms"] <= 4000, rec
+    # The transcoder starts at the first keyframe it asks for, so up to a second may be missing at the start.
+    assert rec["id"] == session_id and rec["segments"] >= 2
+    assert 2000 <= rec["duration_ms"] <= 3600, rec
     r = api.get(rec["manifest_url"])
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/dash+xml")
     mpd = parse_mpd(r.text)
@@ -81,8 +82,9 @@ async def test_ladder_segments_manifests_and_recording(stack: Stack, api: httpx.
         assert codec == "libdav1d", codec
         assert (width, height) == expected[str(rep.get("id"))]
         assert abs(count - total * 30) <= 3, (count, total)
-        # Stopped mid-segment: the last segment is shorter than the others and still decodes.
-        assert segs[-1][2] < 900, segs
+        # Stopped mid-segment: the last segment ends off the 1 s grid, is stored, and its frames decode.
+        end = segs[-1][1] + segs[-1][2]
+        assert end % 1000 != 0 and segs[-1][2] <= 1000, segs
     await _assert_bucket_matches(stack, name, session_id, listed)
     # Only the owner deletes; then the media is gone.
     other = make_member()
