@@ -105,11 +105,9 @@ class Stack:
             )
         if name == "transcode":
             # A small ladder and short segments keep media tests at seconds of CPU on 2 cores.
-            env.update(
-                CPC_TRANSCODE_LADDER="320x180:300,256x144:150",
-                CPC_SEGMENT_SECONDS="1",
-                CPC_TAKEOVER_SECONDS="3",
-            )
+            small = {"CPC_TRANSCODE_LADDER": "320x180:300,256x144:150", "CPC_SEGMENT_SECONDS": "1",
+                     "CPC_TAKEOVER_SECONDS": "3"}  # fmt: skip
+            env.update({k: v for k, v in small.items() if k not in self.extra_env})
         env.update(extra or {})
         return env
 
