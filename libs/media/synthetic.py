@@ -26,7 +26,7 @@ def plasma(width: int, height: int, i: int) -> np.ndarray[Any, Any]:
     y = np.linspace(0, 4 * np.pi, height, dtype=np.float32)[:, None]
     t = i / 12.0
     v = np.sin(x + t) + np.sin(y * 0.7 - t * 1.3) + np.sin((x + y) * 0.5 + t * 0.7)
-    luma = (128 + 70 * v / 3 + (np.arange(width)[None, :] * 7 + np.arange(height)[:, None] * 3 + i * 5) % 23)
+    luma = 128 + 70 * v / 3 + (np.arange(width)[None, :] * 7 + np.arange(height)[:, None] * 3 + i * 5) % 23
     out = np.empty((height * 3 // 2, width), dtype=np.uint8)
     out[:height] = np.clip(luma, 16, 235).astype(np.uint8)
     # The chroma planes (U then V, each a quarter of the picture) follow the luma rows: slow colour waves.
@@ -41,14 +41,15 @@ class SyntheticBroadcast:
                  codec: str = "vp8", audio: bool = True) -> None:  # fmt: skip
         self.nc, self.session_id = nc, session_id
         self.width, self.height, self.fps, self.codec, self.audio = width, height, fps, codec, audio
-        self.video = av.CodecContext.create(_ENCODERS[codec], "w")
-        self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
+        video: Any = av.CodecContext.create(_ENCODERS[codec], "w")
+        self.video = video
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         self.video.time_base = Fraction(1, 90_000)
-        self.video.framerate = Fraction(fps, 1)
+        video.framerate = Fraction(fps, 1)
         self.video.bit_rate = width * height * 8
-        self.video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"} if codec == "vp8" else {
-            "preset": "ultrafast", "tune": "zerolatency"}  # fmt: skip
-        self.opus = av.CodecContext.create("libopus", "w")
+        fast = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        self.video.options = fast if codec == "vp8" else {"preset": "ultrafast", "tune": "zerolatency"}
+        self.opus: Any = av.CodecContext.create("libopus", "w")
         self.opus.sample_rate, self.opus.layout, self.opus.format = 48_000, "stereo", "s16"
         self.opus.time_base = Fraction(1, 48_000)
         self.want_key = True
@@ -81,8 +82,11 @@ class SyntheticBroadcast:
         self.want_key = True
 
     async def _send(self, kind: str, data: bytes, key: bool, pts: int, clock: int, capture: int) -> None:
-        frame = MediaFrame(codec=self.codec if kind == "video" else "opus", keyframe=key, pts=pts,
-                           time_base=Fraction(1, clock), capture_us=capture, seq=self.seq[kind], data=data)  # fmt: skip
+        codec = self.codec if kind == "video" else "opus"
+        frame = MediaFrame(
+            codec=codec, keyframe=key, pts=pts, time_base=Fraction(1, clock), capture_us=capture,
+            seq=self.seq[kind], data=data,
+        )  # fmt: skip
         self.seq[kind] += 1
         await self.nc.publish(f"media.{self.session_id}.{kind}", pack_frame(frame))
 
@@ -97,7 +101,7 @@ class SyntheticBroadcast:
     def _encode_audio(self, i: int) -> list[tuple[int, bytes]]:
         # Audio per video frame: 20 ms packets covering 1/fps s (rounded to whole packets over time).
         first, last = i * 50 // self.fps, (i + 1) * 50 // self.fps
-        out = []
+        out: list[tuple[int, bytes]] = []
         for n in range(first, last):
             t = (np.arange(960) + n * 960) / 48_000
             tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)

@@ -72,7 +72,10 @@ async def run(config: TranscodeConfig) -> None:
 
         rt.spawn(
             admit_forever(
-                rt.jetstream, capacity=config.transcode_capacity, ack_wait=config.takeover_seconds, run=transcode
+                rt.jetstream,
+                capacity=config.transcode_capacity,
+                ack_wait=config.takeover_seconds,
+                run=transcode,
             ),
             name="transcode-admission",
         )
@@ -89,5 +92,7 @@ async def run(config: TranscodeConfig) -> None:
             handlers.on_channel,
         )
         rt.spawn(handlers.sweep_forever(), name="transcode-retention")
-        log.info("transcode_ready", process_id=process_id, encoder=encoder, capacity=config.transcode_capacity)
+        log.info(
+            "transcode_ready", process_id=process_id, encoder=encoder, capacity=config.transcode_capacity
+        )
         await rt.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from typing import Any
 
 import av
 from av.video.frame import PictureType
@@ -31,7 +32,7 @@ class Decoder:
         name = DECODERS.get(codec)
         if name is None:
             raise ValueError(f'no decoder for video codec "{codec}"')
-        self.ctx = av.CodecContext.create(name, "r")
+        self.ctx: Any = av.CodecContext.create(name, "r")
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcode-decode")
 
     def decode(self, data: bytes, pts_ms: int) -> list[av.VideoFrame]:
@@ -53,8 +54,8 @@ class Decoder:
         self.pool.shutdown(wait=True)
 
 
-def _open(name: str, rung: Rung, fps: int, preset: int) -> av.CodecContext:
-    ctx = av.CodecContext.create(name, "w")
+def _open(name: str, rung: Rung, fps: int, preset: int) -> Any:
+    ctx: Any = av.CodecContext.create(name, "w")
     ctx.width, ctx.height = rung.width, rung.height
     ctx.pix_fmt = "yuv420p"
     ctx.time_base = MS

@@ -18,11 +18,11 @@ from proto import ingest
 from proto import transcode as pt
 from services.transcode import domain, store
 from services.transcode.metrics import LIVE_STREAMS, REALTIME_FACTOR, SEGMENTS
-from services.transcode.pipeline import Decoder, RungEncoder
+from services.transcode.pipeline import Decoder, Packet, RungEncoder
 from services.transcode.recordings import finalize_recording
 from services.transcode.segmenter import SegmentBuffer, Segmenter
 from services.transcode.settings import TranscodeConfig
-from services.transcode.webm import mux_audio, mux_video
+from services.transcode.webm import Muxed, mux_audio, mux_video
 
 __all__ = ["SessionRunner"]
 
@@ -52,6 +52,8 @@ class SessionRunner:
         self.last_t = -1
         self.audio_seen = 0.0
         self.has_audio = False
+        # Fixed at the first segment (or by the replica before us): the manifest's tracks never change.
+        self.with_audio: bool | None = None
         self.inits_written: set[str] = set()
         self.encode_seconds: list[float] = []
         self.writer: asyncio.Queue[SegmentBuffer | None] = asyncio.Queue()
@@ -67,6 +69,8 @@ class SessionRunner:
         if row is None:
             return
         self.epoch_us = row["epoch_us"]
+        if segs:
+            self.with_audio = bool(row["has_audio"])
         self.first_number = segs[-1]["number"] + 1 if segs else 1
         subs = [
             await self.nc.subscribe(ingest.media_subject(self.sid, "video"), cb=self._on_media),
@@ -139,7 +143,11 @@ class SessionRunner:
         rungs = json.dumps([msgspec.to_builtins(r.rung) for r in self.rungs])
         async with self.pool.acquire() as conn:
             owned = await store.heartbeat(
-                conn, session_id=self.sid, process_id=self.process_id, rungs=rungs, has_audio=self.has_audio
+                conn,
+                session_id=self.sid,
+                process_id=self.process_id,
+                rungs=rungs,
+                has_audio=bool(self.with_audio),
             )
             row = await store.fetch_session(conn, session_id=self.sid)
         if row is not None and row["ended_at"] is not None:
@@ -173,12 +181,9 @@ class SessionRunner:
         rungs = domain.cap_ladder(domain.parse_ladder(self.config.transcode_ladder), width, height)
         loop = asyncio.get_running_loop()
         cfg = self.config
-        self.rungs = await asyncio.gather(
-            *(
-                loop.run_in_executor(None, lambda r=r: RungEncoder(r, encoder=self.encoder, fps=cfg.fps, preset=cfg.svtav1_preset))
-                for r in rungs
-            )
-        )  # fmt: skip
+        self.rungs = list(
+            await asyncio.gather(*(loop.run_in_executor(None, self._open_rung, r) for r in rungs))
+        )
         self.encode_seconds = [0.0] * len(rungs)
         self.segmenter = Segmenter(
             segment_ms=cfg.segment_seconds * 1000, rungs=len(rungs), first_number=self.first_number
@@ -186,6 +191,9 @@ class SessionRunner:
         log.info(
             "ladder_chosen", session_id=self.sid, source=f"{width}x{height}", rungs=[r.label for r in rungs]
         )
+
+    def _open_rung(self, rung: domain.Rung) -> RungEncoder:
+        return RungEncoder(rung, encoder=self.encoder, fps=self.config.fps, preset=self.config.svtav1_preset)
 
     def _hand_out(self) -> None:
         if self.segmenter is None:
@@ -222,15 +230,13 @@ class SessionRunner:
 
     async def _write(self, seg: SegmentBuffer) -> None:
         loop = asyncio.get_running_loop()
-        fps = self.config.fps
         jobs = [
-            loop.run_in_executor(
-                r.pool, lambda r=r, i=i: mux_video(seg.video[i], width=r.rung.width, height=r.rung.height, extradata=r.extradata, fps=fps)
-            )
-            for i, r in enumerate(self.rungs)
-        ]  # fmt: skip
+            loop.run_in_executor(r.pool, self._mux_rung, r, seg.video[i]) for i, r in enumerate(self.rungs)
+        ]
         tracks = [f"v{i}" for i in range(len(self.rungs))]
-        if self.has_audio:
+        if self.with_audio is None:
+            self.with_audio = self.has_audio
+        if self.with_audio:
             jobs.append(loop.run_in_executor(None, mux_audio, seg.audio))
             tracks.append("a")
         size = 0
@@ -255,6 +261,11 @@ class SessionRunner:
         self.encode_seconds = [0.0] * len(self.rungs)
         log.info("segment_stored", session_id=self.sid, number=seg.number, ms=seg.duration_ms, bytes=size)
 
+    def _mux_rung(self, r: RungEncoder, packets: list[Packet]) -> Muxed:
+        return mux_video(
+            packets, width=r.rung.width, height=r.rung.height, extradata=r.extradata, fps=self.config.fps
+        )
+
     async def _publish_manifest(self, segments: list[domain.SegmentInfo]) -> None:
         cfg = self.config
         mpd = domain.live_manifest(
@@ -262,7 +273,7 @@ class SessionRunner:
             availability_start=datetime.fromtimestamp(self.epoch_us / 1e6, UTC),
             published=datetime.now(UTC),
             rungs=[r.rung for r in self.rungs],
-            has_audio=self.has_audio,
+            has_audio=bool(self.with_audio),
             segments=segments,
             segment_ms=cfg.segment_seconds * 1000,
             window_ms=cfg.window_seconds * 1000,

@@ -53,8 +53,9 @@ async def claim_session(conn: Any, *, session_id: str, process_id: str, epoch_us
 
 async def fetch_session(conn: Any, *, session_id: str, lock: bool = False) -> Any:
     """One session row or None."""
-    sql = "SELECT * FROM sessions WHERE session_id = $1" + (" FOR UPDATE" if lock else "")
-    return await conn.fetchrow(sql, session_id)
+    if lock:
+        return await conn.fetchrow("SELECT * FROM sessions WHERE session_id = $1 FOR UPDATE", session_id)
+    return await conn.fetchrow("SELECT * FROM sessions WHERE session_id = $1", session_id)
 
 
 async def latest_session(conn: Any, *, channel_name: str) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import struct
 from fractions import Fraction
+from typing import Any
 
 import av
 
@@ -36,7 +37,7 @@ def split_init(data: bytes) -> Muxed:
     return Muxed(data[:at], data[at:])
 
 
-def _packet(data: bytes, pts: int, duration: int, keyframe: bool) -> av.Packet:
+def _packet(data: bytes, pts: int, duration: int, keyframe: bool) -> Any:
     p = av.Packet(data)
     p.pts = p.dts = pts
     p.duration = duration

@@ -92,7 +92,10 @@ async def test_shaka_plays_live_and_recording(stack: Stack, api: httpx.Client, m
             await feeding
             assert api.delete(f"/api/v1/operator/channels/{name}/session", headers=OP).status_code == 200
             items = await asyncio.to_thread(
-                wait_for, lambda: api.get(f"/api/v1/channels/{name}/recordings").json()["items"], 30, "recording"
+                wait_for,
+                lambda: api.get(f"/api/v1/channels/{name}/recordings").json()["items"],
+                30,
+                "recording",
             )
             page = await _page(browser, stack.url)
             tracks = await _plays(page, f"{stack.url}{items[0]['manifest_url']}", live=False)

@@ -68,8 +68,14 @@ async def test_killed_transcoder_is_replaced(isolated: Isolated) -> None:
     session_id, channel = secrets.token_hex(8), f"c_{secrets.token_hex(4)}"
     await publish(
         js,
-        ingest.SessionStarted(session_id=session_id, channel_id=secrets.token_hex(8), channel_name=channel,
-                              started_at=utcnow(), video_codec="vp8", audio_codec="opus"),  # fmt: skip
+        ingest.SessionStarted(
+            session_id=session_id,
+            channel_id=secrets.token_hex(8),
+            channel_name=channel,
+            started_at=utcnow(),
+            video_codec="vp8",
+            audio_codec="opus",
+        ),
     )
     feeding = asyncio.create_task(SyntheticBroadcast(nc, session_id, width=256, height=144).run(14.0))
     try:
@@ -79,17 +85,19 @@ async def test_killed_transcoder_is_replaced(isolated: Isolated) -> None:
         other = next(p for p in replicas if p is not owner)
         owner.kill()
         killed_at = time.monotonic()
-        await _until(lambda: asyncio.to_thread(_took, other, session_id), 10, "the other replica to take over")
-        assert time.monotonic() - killed_at < 8
-        after = await _until(
-            lambda: _grown(bucket, channel, max(before) + 2), 15, "new segments"
+        await _until(
+            lambda: asyncio.to_thread(_took, other, session_id), 10, "the other replica to take over"
         )
-        assert after == sorted(set(after)) and after == list(range(after[0], after[-1] + 1)), after
+        assert time.monotonic() - killed_at < 8
+        after = await _until(lambda: _grown(bucket, channel, max(before) + 2), 15, "new segments")
+        assert after == sorted(set(after)), after
+        assert after == list(range(after[0], after[-1] + 1)), after
         newest = (await bucket.get(pt.media_object(channel, session_id, "v0", f"{after[-1]}.webm"))).data
         init = (await bucket.get(pt.media_object(channel, session_id, "v0", "init.webm"))).data
         with av.open(io.BytesIO(init + newest), format="webm") as c:
             frames = list(c.decode(video=0))
-        assert frames and (frames[0].width, frames[0].height) == (256, 144)
+        assert frames
+        assert (frames[0].width, frames[0].height) == (256, 144)
     finally:
         feeding.cancel()
         await nc.drain()

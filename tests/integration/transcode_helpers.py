@@ -22,7 +22,9 @@ def start_live(api: httpx.Client, make_member: Any) -> tuple[str, str, Any]:
     """A new channel with a session started through ingest (no WebRTC): (channel, session id, owner)."""
     member = make_member()
     name = unique_name("c")
-    r = api.post("/api/v1/channels", json={"name": name, "title": "t", "category": "Art"}, headers=member.headers)
+    r = api.post(
+        "/api/v1/channels", json={"name": name, "title": "t", "category": "Art"}, headers=member.headers
+    )
     assert r.status_code == 201, r.text
     r = api.post(f"/api/v1/operator/channels/{name}/session", headers=OP)
     assert r.status_code == 201, r.text
