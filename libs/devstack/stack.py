@@ -103,6 +103,11 @@ class Stack:
                 CPC_SUBSCRIPTION_GRACE_SECONDS="0",
                 CPC_SUBSCRIPTION_SWEEP_SECONDS="0.5",
             )
+        if name == "transcode":
+            # A small ladder and short segments keep media tests at seconds of CPU on 2 cores.
+            small = {"CPC_TRANSCODE_LADDER": "320x180:300,256x144:150", "CPC_SEGMENT_SECONDS": "1",
+                     "CPC_TAKEOVER_SECONDS": "3"}  # fmt: skip
+            env.update({k: v for k, v in small.items() if k not in self.extra_env})
         env.update(extra or {})
         return env
 

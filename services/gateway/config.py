@@ -16,7 +16,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_json: bool | None = None
     # Services /readyz waits for; a comma-separated list of NATS service names.
-    required_services: str = "identity,channel,social,notification,ingest,edge"
+    required_services: str = "identity,channel,social,notification,ingest,edge,transcode"
     request_timeout_seconds: float = 5.0
     max_json_body_bytes: int = 64 * 1024
     max_image_body_bytes: int = 4 * 1024 * 1024

@@ -1,0 +1,165 @@
+"""The transcoder's rules: the ladder, segment boundaries and the DASH manifests. Pure, no I/O."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from xml.sax.saxutils import quoteattr
+
+import msgspec
+
+__all__ = [
+    "Rung",
+    "SegmentInfo",
+    "cap_ladder",
+    "live_manifest",
+    "parse_ladder",
+    "segment_index",
+    "vod_manifest",
+]
+
+_RUNG = re.compile(r"^(\d{2,4})x(\d{2,4}):(\d{2,6})$")
+AV1_CODEC = "av01.0.08M.08"  # main profile, level 4.0, main tier, 8 bit: fits 1280x720 30 fps
+OPUS_CODEC = "opus"
+
+
+class Rung(msgspec.Struct, frozen=True, kw_only=True):
+    """One rendition of the ladder: frame size and target bitrate."""
+
+    width: int
+    height: int
+    kbps: int
+
+    @property
+    def label(self) -> str:
+        """Short name, e.g. `720p`."""
+        return f"{self.height}p"
+
+
+class SegmentInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored segment of a session: its number and where it sits on the session's timeline (ms)."""
+
+    number: int
+    start_ms: int
+    duration_ms: int
+
+
+def parse_ladder(text: str) -> list[Rung]:
+    """`1280x720:2500,854x480:1200` into rungs, largest first; ValueError names a bad entry."""
+    rungs = []
+    for part in (p.strip() for p in text.split(",")):
+        m = _RUNG.match(part)
+        if m is None:
+            raise ValueError(f'ladder entry "{part}" is not WIDTHxHEIGHT:KBPS')
+        width, height, kbps = (int(g) for g in m.groups())
+        if width % 2 or height % 2 or kbps < 50:
+            raise ValueError(f'ladder entry "{part}" needs even sizes and at least 50 kbps')
+        rungs.append(Rung(width=width, height=height, kbps=kbps))
+    if not rungs:
+        raise ValueError("the ladder is empty")
+    return sorted(rungs, key=lambda r: r.height, reverse=True)
+
+
+def cap_ladder(ladder: list[Rung], width: int, height: int) -> list[Rung]:
+    """The rungs no larger than the source; a source smaller than every rung gets one rung of its size."""
+    kept = [r for r in ladder if r.height <= height and r.width <= width]
+    if kept:
+        return kept
+    smallest = ladder[-1]
+    return [Rung(width=width - width % 2, height=height - height % 2, kbps=smallest.kbps)]
+
+
+def segment_index(t_ms: int, segment_ms: int) -> int:
+    """Which nominal segment slot a timestamp falls into (a new slot starts a new segment)."""
+    return t_ms // segment_ms
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _duration(ms: int) -> str:
+    return f"PT{ms / 1000:.3f}S"
+
+
+def _timeline(segments: list[SegmentInfo]) -> str:
+    return "".join(f'<S t="{s.start_ms}" d="{s.duration_ms}"/>' for s in segments)
+
+
+def _adaptation_sets(
+    base: str, rungs: list[Rung], has_audio: bool, segments: list[SegmentInfo], fps: int
+) -> str:
+    first = segments[0].number if segments else 1
+    tl = _timeline(segments)
+
+    def template(track: str) -> str:
+        init = quoteattr(f"{base}{track}/init.webm")
+        media = quoteattr(f"{base}{track}/$Number$.webm")
+        return (
+            f'<SegmentTemplate timescale="1000" initialization={init} media={media} '
+            f'startNumber="{first}"><SegmentTimeline>{tl}</SegmentTimeline></SegmentTemplate>'
+        )
+
+    reps = "".join(
+        f'<Representation id="v{i}" bandwidth="{r.kbps * 1000}" width="{r.width}" height="{r.height}" '
+        f'codecs="{AV1_CODEC}" frameRate="{fps}">{template(f"v{i}")}</Representation>'
+        for i, r in enumerate(rungs)
+    )
+    out = (
+        '<AdaptationSet id="0" contentType="video" mimeType="video/webm" segmentAlignment="true" '
+        f'startWithSAP="1">{reps}</AdaptationSet>'
+    )
+    if has_audio:
+        out += (
+            '<AdaptationSet id="1" contentType="audio" mimeType="audio/webm" lang="und" '
+            'segmentAlignment="true" startWithSAP="1">'
+            f'<Representation id="a" bandwidth="64000" codecs="{OPUS_CODEC}" audioSamplingRate="48000">'
+            '<AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" '
+            f'value="2"/>{template("a")}</Representation></AdaptationSet>'
+        )
+    return out
+
+
+_MPD_NS = 'xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011"'
+
+
+def live_manifest(
+    *,
+    base: str,
+    availability_start: datetime,
+    published: datetime,
+    rungs: list[Rung],
+    has_audio: bool,
+    segments: list[SegmentInfo],
+    segment_ms: int,
+    window_ms: int,
+    fps: int,
+) -> str:
+    """A dynamic MPD over the last `window_ms` of segments (SegmentTemplate, $Number$, SegmentTimeline)."""
+    end = segments[-1].start_ms + segments[-1].duration_ms if segments else 0
+    shown = [s for s in segments if s.start_ms + s.duration_ms > end - window_ms]
+    sets = _adaptation_sets(base, rungs, has_audio, shown, fps)
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<MPD {_MPD_NS} type="dynamic" '
+        f'availabilityStartTime="{_iso(availability_start)}" publishTime="{_iso(published)}" '
+        f'minimumUpdatePeriod="{_duration(segment_ms // 2)}" minBufferTime="{_duration(segment_ms)}" '
+        f'timeShiftBufferDepth="{_duration(window_ms)}" '
+        f'suggestedPresentationDelay="{_duration(segment_ms + segment_ms // 2)}">'
+        f'<Period id="0" start="PT0S">{sets}</Period></MPD>\n'
+    )
+
+
+def vod_manifest(
+    *, base: str, rungs: list[Rung], has_audio: bool, segments: list[SegmentInfo], fps: int
+) -> str:
+    """A static MPD over every segment of a finished session."""
+    start = segments[0].start_ms if segments else 0
+    end = segments[-1].start_ms + segments[-1].duration_ms if segments else 0
+    sets = _adaptation_sets(base, rungs, has_audio, segments, fps)
+    # presentationTimeOffset lets the recording start at 0 although its media times continue the live ones.
+    sets = sets.replace('timescale="1000"', f'timescale="1000" presentationTimeOffset="{start}"')
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<MPD {_MPD_NS} '
+        f'type="static" mediaPresentationDuration="{_duration(end - start)}" minBufferTime="PT2S">'
+        f'<Period id="0" start="PT0S">{sets}</Period></MPD>\n'
+    )

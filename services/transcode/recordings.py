@@ -1,0 +1,78 @@
+"""Recordings: a finished session's segments under a static manifest; deleting them and their objects."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import msgspec
+
+from libs.db import add_event
+from libs.obs.logging import get_logger
+from proto import transcode as pt
+from services.transcode import domain, store
+
+__all__ = ["delete_objects", "finalize_recording", "recording_view"]
+
+log = get_logger("transcode")
+
+
+def recording_view(row: Any) -> pt.Recording:
+    """A recordings row as the API shows it."""
+    return pt.Recording(
+        id=row["recording_id"],
+        channel_name=row["channel_name"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        duration_ms=row["duration_ms"],
+        segments=row["segments"],
+        manifest_url=f"/vod/{row['channel_name']}/{row['recording_id']}/manifest.mpd",
+    )
+
+
+async def finalize_recording(pool: Any, bucket: Any, session_id: str, *, fps: int) -> None:
+    """Turn a finished session into a recording (once), and take its live manifest down."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.fetch_session(conn, session_id=session_id, lock=True)
+        if row is None or row["finished"]:
+            return
+        segs = [domain.SegmentInfo(**dict(s)) for s in await store.list_segments(conn, session_id=session_id)]
+        await store.finish_session(conn, session_id=session_id)
+        if segs:
+            rungs = msgspec.convert(_json(row["rungs"]), list[domain.Rung])
+            mpd = domain.vod_manifest(
+                base="", rungs=rungs, has_audio=row["has_audio"], segments=segs, fps=fps
+            )
+            await bucket.put(pt.vod_manifest_object(row["channel_name"], session_id), mpd.encode())
+            duration = segs[-1].start_ms + segs[-1].duration_ms - segs[0].start_ms
+            if await store.insert_recording(conn, session=row, duration_ms=duration, segments=len(segs)):
+                await add_event(
+                    conn,
+                    pt.RecordingReady(
+                        recording_id=session_id,
+                        channel_id=row["channel_id"],
+                        channel_name=row["channel_name"],
+                        duration_ms=duration,
+                    ),
+                )
+        latest = await store.latest_session(conn, channel_name=row["channel_name"])
+    if latest is not None and latest["session_id"] == session_id:
+        with contextlib.suppress(Exception):
+            await bucket.delete(pt.live_manifest_object(row["channel_name"]))
+    log.info("recording_ready", session_id=session_id, segments=len(segs))
+
+
+def _json(value: Any) -> Any:
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
+async def delete_objects(bucket: Any, row: Any, rungs: int, numbers: list[int]) -> None:
+    """Remove a recording's manifest, init and media segments from the bucket."""
+    channel, sid = row["channel_name"], row["recording_id"]
+    names = [pt.vod_manifest_object(channel, sid)]
+    for track in [*(f"v{i}" for i in range(rungs)), "a"]:
+        names.append(pt.media_object(channel, sid, track, "init.webm"))
+        names.extend(pt.media_object(channel, sid, track, f"{n}.webm") for n in numbers)
+    for name in names:
+        with contextlib.suppress(Exception):  # already gone, or audio that never was
+            await bucket.delete(name)

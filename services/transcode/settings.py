@@ -1,0 +1,29 @@
+"""Settings of the transcode service (CPC_*), read once at start."""
+
+from __future__ import annotations
+
+from libs.runtime import ServiceConfig
+
+__all__ = ["TranscodeConfig"]
+
+
+class TranscodeConfig(ServiceConfig, frozen=True, kw_only=True):
+    """CPC_* settings of the transcode service."""
+
+    # WIDTHxHEIGHT:KBPS rungs, capped at the source's size.
+    transcode_ladder: str = "1280x720:2500,854x480:1200,640x360:700"
+    fps: int = 30
+    segment_seconds: int = 2
+    # Live manifest sliding window (timeShiftBufferDepth).
+    window_seconds: int = 30
+    # SVT-AV1 preset (0 slowest .. 13 fastest).
+    svtav1_preset: int = 12
+    # av1_vaapi, av1_nvenc or av1_qsv: used when it opens at start, else libsvtav1.
+    hardware_encoder: str = ""
+    # Streams one replica transcodes at once; more wait for another replica.
+    transcode_capacity: int = 2
+    # A replica that stops answering loses its streams to another after this long.
+    takeover_seconds: float = 6.0
+    queue_frames: int = 600
+    recording_retention_days: float = 30.0
+    retention_sweep_seconds: float = 3600.0

@@ -1,0 +1,106 @@
+"""Shaka Player in headless Chromium (Debian's chromium, Playwright) plays the live DASH manifest and the
+recording of a synthetic stream: time advances and the AV1 renditions are listed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.bus import connect
+from libs.devstack.stack import Stack
+from libs.media.synthetic import SyntheticBroadcast
+from tests.integration.transcode_helpers import OP, await_for, start_live, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHAKA = Path(__file__).parent / "assets" / "shaka" / "shaka-player.compiled-es2021.js"
+ARGS = [
+    "--no-sandbox",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGE = """<!doctype html><html><body><video id="v" muted playsinline></video>
+<script src="/__test__/shaka.js"></script>
+<script>
+window.play = async (url) => {
+  shaka.polyfill.installAll();
+  const video = document.getElementById('v');
+  const player = new shaka.Player();
+  await player.attach(video);
+  window.errors = [];
+  player.addEventListener('error', (e) => window.errors.push(String(e.detail && e.detail.code)));
+  await player.load(url);
+  await video.play();
+  window.player = player;
+  return player.isLive();
+};
+window.tracks = () => window.player.getVariantTracks().map(t => [t.videoCodec, t.width, t.height, t.audioCodec]);
+</script></body></html>"""
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+async def _page(browser: Any, base: str) -> Any:
+    page = await browser.new_page()
+
+    async def serve(route: Any) -> None:
+        if route.request.url.endswith("/shaka.js"):
+            await route.fulfill(body=SHAKA.read_bytes(), content_type="text/javascript")
+        else:
+            await route.fulfill(body=PAGE, content_type="text/html")
+
+    # The page is served at the gateway's own origin, as the web app will be.
+    await page.route(f"{base}/__test__/**", serve)
+    await page.goto(f"{base}/__test__/player.html")
+    return page
+
+
+async def _plays(page: Any, url: str, *, live: bool) -> list[list[Any]]:
+    assert await page.evaluate("(u) => window.play(u)", url) is live
+    start = await page.evaluate("document.getElementById('v').currentTime")
+    await page.wait_for_function(
+        f"document.getElementById('v').currentTime > {start} + 1.0", timeout=20_000, polling=200
+    )
+    assert await page.evaluate("window.errors") == []
+    tracks: list[list[Any]] = await page.evaluate("window.tracks()")
+    return tracks
+
+
+async def test_shaka_plays_live_and_recording(stack: Stack, api: httpx.Client, make_member) -> None:  # type: ignore[no-untyped-def]
+    """Live: currentTime advances and both AV1 rungs are listed; then the recording plays too."""
+    from playwright.async_api import async_playwright
+
+    name, session_id, _owner = start_live(api, make_member)
+    nc = await connect(stack.nats_url, name="test-source")
+    feeding = asyncio.create_task(SyntheticBroadcast(nc, session_id, width=320, height=180).run(12.0))
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = await _page(browser, stack.url)
+            assert await page.evaluate("MediaSource.isTypeSupported('video/webm; codecs=\"av01.0.08M.08\"')")
+            await await_for(lambda: api.get(f"/live/{name}/manifest.mpd").status_code == 200, 20, "manifest")
+            await asyncio.sleep(2.5)  # a few segments, so the player's live edge has media behind it
+            tracks = await _plays(page, f"{stack.url}/live/{name}/manifest.mpd", live=True)
+            assert sorted((t[1], t[2]) for t in tracks) == [(256, 144), (320, 180)], tracks
+            assert all(t[0].startswith("av01") and t[3] == "opus" for t in tracks), tracks
+            await feeding
+            assert api.delete(f"/api/v1/operator/channels/{name}/session", headers=OP).status_code == 200
+            items = await asyncio.to_thread(
+                wait_for,
+                lambda: api.get(f"/api/v1/channels/{name}/recordings").json()["items"],
+                30,
+                "recording",
+            )
+            page = await _page(browser, stack.url)
+            tracks = await _plays(page, f"{stack.url}{items[0]['manifest_url']}", live=False)
+            assert all(t[0].startswith("av01") for t in tracks), tracks
+            await browser.close()
+    finally:
+        feeding.cancel()
+        await nc.drain()
