@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.routes import auth, channels, chat, health, notifications, social, webrtc
+from services.gateway.routes import auth, channels, chat, emotes, health, notifications, social, webrtc
 
 ROUTES: list[Any] = [
     *health.ROUTES,
@@ -14,4 +14,5 @@ ROUTES: list[Any] = [
     *notifications.ROUTES,
     *webrtc.ROUTES,
     *chat.ROUTES,
+    *emotes.ROUTES,
 ]
