@@ -49,7 +49,7 @@ class ChatClient:
         except websockets.ConnectionClosed:
             pass
         finally:
-            rcvd = self.ws.close_rcvd
+            rcvd = self.ws.protocol.close_rcvd
             self.closed = (rcvd.code, rcvd.reason) if rcvd else (1006, "")
             self._changed.set()
 
@@ -62,10 +62,10 @@ class ChatClient:
         """Every frame of one type, in order."""
         return [f for f in self.frames if f["type"] == kind]
 
-    async def wait_for(self, match: Callable[[Frame], bool], timeout: float = 10.0) -> Frame:
-        """The first frame (already received or coming) that `match` accepts."""
+    async def wait_for(self, match: Callable[[Frame], bool], timeout: float = 10.0, start: int = 0) -> Frame:
+        """The first frame (received from index `start` on, or coming) that `match` accepts."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = start
         while True:
             for frame in self.frames[seen:]:
                 if match(frame):
@@ -87,8 +87,11 @@ class ChatClient:
     async def say(self, text: str, nonce: str = "") -> Frame:
         """Send a line; returns its ack or error frame."""
         nonce = nonce or secrets.token_hex(8)
+        start = len(self.frames)
         await self.ws.send(json.dumps({"type": "send", "nonce": nonce, "text": text}))
-        return await self.wait_for(lambda f: f.get("nonce") == nonce and f["type"] in ("ack", "error"))
+        return await self.wait_for(
+            lambda f: f.get("nonce") == nonce and f["type"] in ("ack", "error"), start=start
+        )
 
     async def message(self, message_id: str, timeout: float = 10.0) -> Frame:
         """The message frame with this id."""
