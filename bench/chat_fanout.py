@@ -142,8 +142,10 @@ async def _measure(
     stack: Stack, args: argparse.Namespace, conns: list[Connection], ceiling_port: int
 ) -> None:
     with httpx.Client(base_url=stack.url, timeout=30) as api:
-        _, token = _account(api)
-        rooms = {(s, r): _room(api, token) for s in args.sockets for r in args.rates}
+        rooms = {}
+        for key in [(s, r) for s in args.sockets for r in args.rates]:
+            _, token = _account(api)  # one channel per user: an owner per room
+            rooms[key] = (_room(api, token), token)
     nc = await connect(stack.nats_url, name="bench")
     sender = pc.Sender(id="bench", username="bench", badges=[pc.Badge(kind="broadcaster")])
 
@@ -160,7 +162,7 @@ async def _measure(
     print(f"{'':2}{'scenario':<28}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>11}")
     for sockets in args.sockets:
         for rate in args.rates:
-            channel = rooms[(sockets, rate)]
+            channel, token = rooms[(sockets, rate)]
             print(f"{sockets:,} sockets, {rate} msg/s in (ideal {sockets * rate:,} deliveries/s)")
             ceil_rate, ceil_lat, _ = await _scenario(
                 conns, ("127.0.0.1", ceiling_port, "/"), sockets, rate, args.seconds, ceiling_send
