@@ -36,6 +36,8 @@ from proto import chat as pc
 
 Send = Callable[[str], Awaitable[None]]
 
+SENDERS = 8
+
 
 def _account(api: httpx.Client) -> tuple[str, str]:
     name = f"bench_{secrets.token_hex(4)}"
@@ -101,11 +103,13 @@ async def _scenario(
     return deliveries / seconds, latencies, closed
 
 
-async def _our_sender(base: str, channel: str, token: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
-    """Four signed-in sockets sending in turn (frames are not held back waiting for acks)."""
+async def _our_sender(
+    base: str, channel: str, tokens: list[str]
+) -> tuple[Send, Callable[[], Awaitable[None]]]:
+    """Signed-in sockets of several chatters sending in turn (frames are not held back waiting for acks)."""
     url = base.replace("http://", "ws://") + f"/api/v1/channels/{channel}/chat"
     sockets = []
-    for _ in range(4):
+    for token in tokens:
         ws = await websockets.connect(url, compression=None, max_size=None)
         await ws.send(json.dumps({"type": "hello", "token": token}))
         sockets.append(ws)
@@ -119,7 +123,9 @@ async def _our_sender(base: str, channel: str, token: str) -> tuple[Send, Callab
 
     async def send(text: str) -> None:
         turn[0] += 1
-        await sockets[turn[0] % 4].send(json.dumps({"type": "send", "nonce": uuid.uuid4().hex, "text": text}))
+        await sockets[turn[0] % len(sockets)].send(
+            json.dumps({"type": "send", "nonce": uuid.uuid4().hex, "text": text})
+        )
 
     async def close() -> None:
         for ws in sockets:
@@ -145,7 +151,8 @@ async def _measure(
         rooms = {}
         for key in [(s, r) for s in args.sockets for r in args.rates]:
             _, token = _account(api)  # one channel per user: an owner per room
-            rooms[key] = (_room(api, token), token)
+            # Lines come from several chatters, as in a real room (one user's sends are serialised).
+            rooms[key] = (_room(api, token), [_account(api)[1] for _ in range(SENDERS)])
     nc = await connect(stack.nats_url, name="bench")
     sender = pc.Sender(id="bench", username="bench", badges=[pc.Badge(kind="broadcaster")])
 
@@ -162,12 +169,12 @@ async def _measure(
     print(f"{'':2}{'scenario':<28}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>11}")
     for sockets in args.sockets:
         for rate in args.rates:
-            channel, token = rooms[(sockets, rate)]
+            channel, tokens = rooms[(sockets, rate)]
             print(f"{sockets:,} sockets, {rate} msg/s in (ideal {sockets * rate:,} deliveries/s)")
             ceil_rate, ceil_lat, _ = await _scenario(
                 conns, ("127.0.0.1", ceiling_port, "/"), sockets, rate, args.seconds, ceiling_send
             )
-            send, close = await _our_sender(stack.url, channel, token)
+            send, close = await _our_sender(stack.url, channel, tokens)
             ours_rate, ours_lat, _ = await _scenario(
                 conns,
                 ("127.0.0.1", stack.http_port, f"/api/v1/channels/{channel}/chat"),

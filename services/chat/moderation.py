@@ -60,6 +60,12 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 def _new_modes(modes: pc.Modes, req: pc.Moderate) -> pc.Modes:
     a = req.action
+    if a == "slow" and not 1 <= (req.seconds or 30) <= domain.MAX_SLOW_SECONDS:
+        raise BadRequest(f"slow mode seconds must be 1 to {domain.MAX_SLOW_SECONDS}", code="bad_command")
+    if a == "followers" and not 0 <= (req.seconds or 0) <= domain.MAX_FOLLOW_MINUTES:
+        raise BadRequest(
+            f"followers-only minutes must be 0 to {domain.MAX_FOLLOW_MINUTES}", code="bad_command"
+        )
     if a in ("slow", "slowoff"):
         return msgspec.structs.replace(modes, slow_seconds=req.seconds or 30 if a == "slow" else 0)
     if a in ("followers", "followersoff"):

@@ -15,6 +15,7 @@ from typing import Any
 from nats.aio.client import Client
 from prometheus_client import Counter, Gauge
 
+from libs.bus import ServiceUnavailable
 from libs.obs.logging import get_logger
 from proto import chat as pc
 
@@ -139,13 +140,21 @@ class Fanout:
             async def on_msg(msg: Any) -> None:
                 self._on_frame(room, msg.data, (msg.headers or {}).get("Nats-Msg-Id"))
 
-            room.sub = await self.nc.subscribe(
-                pc.room_wildcard(room_id), cb=on_msg, pending_msgs_limit=100_000
-            )
-            await self.nc.flush()  # the server has our subscription before the joiner reads history
+            try:
+                room.sub = await self.nc.subscribe(
+                    pc.room_wildcard(room_id), cb=on_msg, pending_msgs_limit=100_000
+                )
+                await self.nc.flush()  # the server has our subscription before the joiner reads history
+            except BaseException:
+                del self._rooms[room_id]
+                ROOMS.dec()
+                room.ready.set()  # joiners waiting on it find no room and fail their own join
+                raise
             room.ready.set()
         room.outboxes.add(outbox)
         await room.ready.wait()
+        if self._rooms.get(room_id) is not room:
+            raise ServiceUnavailable("chat fan-out is not reachable; reconnect", code="fanout_unavailable")
 
     async def leave(self, room_id: str, outbox: Outbox) -> None:
         """Stop delivering to `outbox`; the last socket of a room unsubscribes it."""
