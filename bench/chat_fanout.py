@@ -218,6 +218,7 @@ def main() -> None:
         "CPC_CHAT_RATE_MESSAGES": "1000000",
         "CPC_CHAT_PRIVILEGED_RATE_MESSAGES": "1000000",
         "CPC_CHAT_COALESCE_MS": str(args.coalesce_ms),
+        "CPC_REQUIRED_SERVICES": "identity,channel,chat",
     }
     stack = Stack(
         Path(tempfile.mkdtemp(prefix="cpc-bench-")),

@@ -39,7 +39,7 @@ async def _member(client: httpx.AsyncClient) -> tuple[str, str]:
     return name, r.json()["access_token"]
 
 
-async def _sender(base: str, channel: str, token: str, acked: list[str]) -> None:
+async def _sender(base: str, channel: str, token: str, acked: list[str], refused: list[str]) -> None:
     """Send PER_SENDER lines; a line without an ack is retried with the same nonce until it gets one."""
     client = await ChatClient.open(base, channel, token)
     for i in range(PER_SENDER):
@@ -50,6 +50,7 @@ async def _sender(base: str, channel: str, token: str, acked: list[str]) -> None
                 acked.append(reply["id"])
                 break
             assert reply["status"] == 503, reply  # only "chat is down" may refuse these lines
+            refused.append(nonce)
             await asyncio.sleep(0.05)
         else:
             raise AssertionError(f"line {i} never acked")
@@ -63,7 +64,12 @@ async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> 
         await isolated.wait_answering(isolated.start(name))
     chat_env = {"CPC_CHAT_RATE_MESSAGES": "1000"}
     await isolated.wait_answering(isolated.start("chat", chat_env))
-    isolated.start("gateway", {"CPC_HTTP_PORT": str(port), "CPC_REQUEST_TIMEOUT_SECONDS": "2"})
+    gateway_env = {
+        "CPC_HTTP_PORT": str(port),
+        "CPC_REQUEST_TIMEOUT_SECONDS": "2",
+        "CPC_REQUIRED_SERVICES": "identity,channel,chat",
+    }
+    isolated.start("gateway", gateway_env)
     base = f"http://127.0.0.1:{port}"
     await _gateway_ready(base)
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
@@ -83,7 +89,8 @@ async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> 
         await reader.close()
         await asyncio.sleep(0.1)
     acked: list[str] = []
-    senders = [asyncio.create_task(_sender(base, channel, t, acked)) for t in tokens]
+    refused: list[str] = []
+    senders = [asyncio.create_task(_sender(base, channel, t, acked, refused)) for t in tokens]
     while len(acked) < 20:
         await asyncio.sleep(0.01)
     chat = next(p for p in isolated.procs if p.name == "chat")
@@ -92,6 +99,7 @@ async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> 
     await isolated.wait_answering(isolated.start("chat", chat_env))
     await asyncio.wait_for(asyncio.gather(*senders), timeout=120)
     assert len(acked) == SENDERS * PER_SENDER
+    assert refused, "the kill never refused a line: it did not happen under load"
     live = [f["id"] for f in reader.of_type("message")]
     await reader.wait_for(lambda f: set(acked) <= {m["id"] for m in reader.of_type("message")})
     live = [f["id"] for f in reader.of_type("message")]
