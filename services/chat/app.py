@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from libs.bus import ConsumerSpec, utcnow
 from libs.obs.logging import get_logger
@@ -34,11 +35,11 @@ class ChatConfig(ServiceConfig, frozen=True, kw_only=True):
     platform_admins: str = ""
 
 
-async def _prune(pool: object, every: float = 3600.0) -> None:
+async def _prune(pool: Any, every: float = 3600.0) -> None:
     """Forget message rows older than the room stream keeps them."""
     while True:
         before = utcnow() - timedelta(seconds=pc.ROOM_STREAM.max_age_seconds)
-        async with pool.acquire() as conn:  # type: ignore[attr-defined]
+        async with pool.acquire() as conn:
             removed = await store.prune_messages(conn, before=before)
         log.info("messages_pruned", removed=removed)
         await asyncio.sleep(every)

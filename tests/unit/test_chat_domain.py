@@ -9,6 +9,7 @@ import pytest
 from libs.bus import BadRequest, Forbidden, TooManyRequests, utcnow
 from proto import chat as pc
 from services.chat import domain
+from services.chat.handlers import Settings
 
 LIMITS = pc.Limits(rate_messages=20, rate_window_seconds=30, slow_seconds=0, max_length=500)
 
@@ -86,3 +87,13 @@ def test_moderation_targets_and_emote_tiers() -> None:
     assert not domain.emote_usable(2, "room", "room", sub1)
     assert not domain.emote_usable(0, "other", "room", sub1)
     assert domain.emote_usable(3, "room", "room", domain.Standing(role="broadcaster"))
+
+
+def test_badges_and_admins() -> None:
+    settings = Settings(rate=20, privileged_rate=100, window=30, admins=" Root , ops ")
+    assert settings.admins == {"root", "ops"}
+    standing = domain.Standing(role="moderator", admin=True, sub_tier=3, sub_months=14)
+    assert [b.kind for b in domain.badges(standing)] == ["admin", "moderator", "subscriber"]
+    assert domain.badges(standing)[-1] == pc.Badge(kind="subscriber", tier=3, months=14)
+    assert settings.limits(standing, pc.Modes(slow_seconds=30)).rate_messages == 100
+    assert settings.limits(domain.Standing(role=""), pc.Modes(slow_seconds=30)).slow_seconds == 30
