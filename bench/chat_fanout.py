@@ -36,7 +36,7 @@ from proto import chat as pc
 
 Send = Callable[[str], Awaitable[None]]
 
-SENDERS = 8
+SENDERS = 50
 
 
 def _account(api: httpx.Client) -> tuple[str, str]:
@@ -148,11 +148,13 @@ async def _measure(
     stack: Stack, args: argparse.Namespace, conns: list[Connection], ceiling_port: int
 ) -> None:
     with httpx.Client(base_url=stack.url, timeout=30) as api:
+        # Lines come from many chatters, as in a real room: one socket's lines are relayed one after
+        # another, and one user's sends are serialised by the rate-limit lock.
+        chatters = [_account(api)[1] for _ in range(SENDERS)]
         rooms = {}
         for key in [(s, r) for s in args.sockets for r in args.rates]:
-            _, token = _account(api)  # one channel per user: an owner per room
-            # Lines come from several chatters, as in a real room (one user's sends are serialised).
-            rooms[key] = (_room(api, token), [_account(api)[1] for _ in range(SENDERS)])
+            _, owner = _account(api)  # one channel per user: an owner per room
+            rooms[key] = (_room(api, owner), chatters)
     nc = await connect(stack.nats_url, name="bench")
     sender = pc.Sender(id="bench", username="bench", badges=[pc.Badge(kind="broadcaster")])
 
