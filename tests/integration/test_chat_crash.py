@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from libs.devstack.ports import free_port
+from libs.faults import EXIT_CODE
 from tests.conftest import Isolated
 from tests.integration.chat_client import ChatClient
 
@@ -57,12 +58,11 @@ async def _sender(base: str, channel: str, token: str, acked: list[str], refused
     await client.close()
 
 
-@pytest.mark.slow
-async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> None:
+async def _platform(isolated: Isolated, chat_env: dict[str, str]) -> str:
+    """identity, channel, chat and a gateway on the isolated NATS and database; the gateway's URL."""
     port = free_port()
     for name in ("identity", "channel"):
         await isolated.wait_answering(isolated.start(name))
-    chat_env = {"CPC_CHAT_RATE_MESSAGES": "1000"}
     await isolated.wait_answering(isolated.start("chat", chat_env))
     gateway_env = {
         "CPC_HTTP_PORT": str(port),
@@ -72,6 +72,11 @@ async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> 
     isolated.start("gateway", gateway_env)
     base = f"http://127.0.0.1:{port}"
     await _gateway_ready(base)
+    return base
+
+
+async def _channel(base: str, senders: int) -> tuple[str, list[str]]:
+    """A channel whose chat room exists, and the tokens of `senders` new users."""
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         _, owner_token = await _member(http)
         channel = f"kc_{secrets.token_hex(4)}"
@@ -81,13 +86,22 @@ async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> 
             headers={"Authorization": f"Bearer {owner_token}"},
         )
         assert r.status_code == 201, r.text
-        tokens = [(await _member(http))[1] for _ in range(SENDERS)]
+        tokens = [(await _member(http))[1] for _ in range(senders)]
     for _ in range(100):
-        reader = await ChatClient.open(base, channel)
-        if reader.welcome["type"] == "welcome":
-            break
-        await reader.close()
+        probe = await ChatClient.open(base, channel)
+        await probe.close()
+        if probe.welcome["type"] == "welcome":
+            return channel, tokens
         await asyncio.sleep(0.1)
+    raise AssertionError("the chat room never appeared")
+
+
+@pytest.mark.slow
+async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> None:
+    chat_env = {"CPC_CHAT_RATE_MESSAGES": "1000"}
+    base = await _platform(isolated, chat_env)
+    channel, tokens = await _channel(base, SENDERS)
+    reader = await ChatClient.open(base, channel)
     acked: list[str] = []
     refused: list[str] = []
     senders = [asyncio.create_task(_sender(base, channel, t, acked, refused)) for t in tokens]
@@ -110,4 +124,29 @@ async def test_kill_under_load_loses_and_doubles_nothing(isolated: Isolated) -> 
     assert len(history) == len(set(history)), "a message is stored twice"
     assert set(acked) <= set(history), "an acked message was lost"
     for c in (reader, late):
+        await c.close()
+
+
+async def test_crash_between_store_and_ack_then_retry_stores_once(isolated: Isolated) -> None:
+    """The service dies after the stream took the message but before the ack: the retry with the same
+    nonce is acked as a duplicate, and the message exists and is delivered once."""
+    base = await _platform(isolated, {"CPC_FAULTS": "chat.after_publish"})
+    channel, (token,) = await _channel(base, 1)
+    reader = await ChatClient.open(base, channel)
+    sender = await ChatClient.open(base, channel, token)
+    first = await sender.say("only once", nonce="n-1")
+    assert first["type"] == "error"
+    assert first["status"] == 503
+    doomed = next(p for p in isolated.procs if p.name == "chat")
+    assert await asyncio.to_thread(doomed.wait, 10) == EXIT_CODE
+    await isolated.wait_answering(isolated.start("chat"))
+    retry = await sender.say("only once", nonce="n-1")
+    assert retry["type"] == "ack", retry
+    assert retry["duplicate"] is True
+    await reader.message(retry["id"])
+    late = await ChatClient.open(base, channel)
+    assert [m["id"] for m in late.welcome["history"]] == [retry["id"]]
+    await asyncio.sleep(0.3)
+    assert [f["id"] for f in reader.of_type("message")] == [retry["id"]]
+    for c in (reader, sender, late):
         await c.close()
