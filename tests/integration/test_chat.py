@@ -332,3 +332,34 @@ async def test_unknown_room_and_bad_hello(stack: Stack) -> None:
     assert bad.welcome["status"] == 401
     for c in (missing, bad):
         await c.close()
+
+
+async def test_vip_and_roles_go_through_the_channel_service(
+    stack: Stack, api: httpx.Client, room, make_member
+) -> None:  # type: ignore[no-untyped-def]
+    owner, name = room
+    fan = make_member()
+    boss = await _open(stack, name, owner)
+    fan_socket = await _open(stack, name, fan)
+    granted = await boss.say(f"/vip @{fan.username}")
+    assert granted["type"] == "ack", granted
+    assert granted["detail"] == f"{fan.username} is now a vip"
+    assert [v["username"] for v in api.get(f"/api/v1/channels/{name}/vips").json()["items"]] == [fan.username]
+
+    async def vip_badge() -> bool:
+        ack = await fan_socket.say("am I a VIP?")
+        badges = (await fan_socket.message(ack["id"]))["sender"]["badges"]
+        return {"kind": "vip", "tier": 0, "months": 0} in badges
+
+    assert await _until(vip_badge)
+    assert (await boss.say(f"/unvip {fan.username}"))["detail"] == f"{fan.username} is no longer a vip"
+    assert (await boss.say(f"/unvip {fan.username}"))["detail"] == f"{fan.username} was not a vip"
+    assert (await boss.say(f"/mod {fan.username}"))["type"] == "ack"
+    unmod = await boss.say(f"/unmod {fan.username}")
+    assert unmod["detail"] == f"{fan.username} is no longer a moderator"
+    assert api.get(f"/api/v1/channels/{name}/moderators").json()["items"] == []
+    nobody = await boss.say("/mod no_such_user_anywhere")
+    assert nobody["code"] == "user_not_found"
+    assert "no_such_user_anywhere" in nobody["detail"]
+    for c in (boss, fan_socket):
+        await c.close()
