@@ -57,7 +57,9 @@ async def run(config: ChatConfig) -> None:
             window=config.chat_rate_window_seconds,
             admins=config.platform_admins,
         )
-        handlers = ChatHandlers(rt.pool, rt.jetstream, Moderation(rt.pool, rt.bus, rt.jetstream), settings)
+        handlers = ChatHandlers(
+            rt.pool, rt.bus, rt.jetstream, Moderation(rt.pool, rt.bus, rt.jetstream), settings
+        )
         await rt.serve(handlers.routes())
         rt.consume(
             ConsumerSpec(

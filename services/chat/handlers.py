@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from libs.bus import BadRequest, Forbidden, NotFound, Route, encode, publish_encoded, route, utcnow
@@ -55,8 +56,11 @@ def _emote_table(rows: list[Any]) -> dict[str, tuple[pc.EmoteImage, int, str]]:
 class ChatHandlers:
     """The chat service's endpoints and projections over its pool and JetStream."""
 
-    def __init__(self, pool: Any, js: JetStreamContext, moderation: Moderation, settings: Settings) -> None:
+    def __init__(
+        self, pool: Any, nc: Client, js: JetStreamContext, moderation: Moderation, settings: Settings
+    ) -> None:
         self.pool = pool
+        self.nc = nc
         self.js = js
         self.moderation = moderation
         self.settings = settings
@@ -118,7 +122,7 @@ class ChatHandlers:
                     blocked=reason,
                     blocked_until=until,
                 )
-        history = await read_history(self.js, room["room_id"])
+        history = await read_history(self.nc, room["room_id"])
         if history:
             async with self.pool.acquire() as conn:
                 gone = await store.deleted_among(conn, ids=[m.id for m in history])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 
 import msgspec
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from libs.bus.codec import decoder_for
+from libs.bus.codec import decoder_for, encode
 from libs.obs.logging import get_logger
 from proto import chat as pc
 
@@ -21,32 +21,29 @@ log = get_logger("chat")
 HISTORY_READ_TIMEOUT = 2.0
 
 
-async def read_history(js: JetStreamContext, room_id: str) -> list[pc.ChatMessage]:
-    """The messages stored for a room, oldest first (at most proto.chat.ROOM_HISTORY)."""
-    subject = pc.room_subject(room_id)
-    try:
-        last = await js.get_last_msg(pc.ROOM_STREAM.name, subject)
-    except NotFoundError:
-        return []
+async def read_history(nc: Client, room_id: str) -> list[pc.ChatMessage]:
+    """The messages stored for a room, oldest first (at most proto.chat.ROOM_HISTORY), in one batched
+    direct get (nats-server 2.11+): no consumer is created, so a join storm stays cheap."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    query = {"seq": 0, "next_by_subj": pc.room_subject(room_id), "batch": pc.ROOM_HISTORY * 2}
     decoder = decoder_for(pc.ChatMessage)
     out: list[pc.ChatMessage] = []
-    sub = await js.subscribe(
-        subject,
-        stream=pc.ROOM_STREAM.name,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-    )
     try:
+        await nc.publish(f"$JS.API.DIRECT.GET.{pc.ROOM_STREAM.name}", encode(query), reply=inbox)
         while True:
             try:
                 msg = await sub.next_msg(timeout=HISTORY_READ_TIMEOUT)
             except (TimeoutError, NatsTimeoutError):
                 log.warning("history_read_incomplete", room_id=room_id, got=len(out))
                 break
+            status = (msg.headers or {}).get("Status")
+            if status is not None:  # 204: end of the batch; 404: the room has no messages
+                if status not in ("204", "404"):
+                    log.warning("history_read_failed", room_id=room_id, status=status)
+                break
             with contextlib.suppress(msgspec.MsgspecError):
                 out.append(decoder.decode(msg.data))
-            if msg.metadata.sequence.stream >= (last.seq or 0):
-                break
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
