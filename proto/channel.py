@@ -23,6 +23,21 @@ ImageKind = Literal["avatar", "banner"]
 RoleName = Literal["moderator", "vip"]
 
 
+# JetStream object store bucket holding emote images, one object per emote and size.
+EMOTE_BUCKET = "channel-emotes"
+EMOTE_SIZES = {"1x": 28, "2x": 56, "4x": 112}
+
+
+def emote_object_name(emote_id: str, size: str) -> str:
+    """Object name of one size of an emote; emote ids are never reused, so the bytes never change."""
+    return f"{emote_id}/{size}"
+
+
+def emote_urls(emote_id: str) -> dict[str, str]:
+    """The gateway paths of each size of an emote."""
+    return {size: f"/api/v1/emotes/{emote_id}/{size}" for size in EMOTE_SIZES}
+
+
 def image_object_name(channel_id: str, kind: str, etag: str) -> str:
     """Object name of one stored image; content-addressed so a new upload never overwrites the served one."""
     return f"{channel_id}/{kind}/{etag}"
@@ -172,6 +187,45 @@ class RoleList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[RoleMember]
 
 
+class Emote(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel emote (or a global one: `channel_id` empty); `tier` 0 is for everyone, 1-3 gates it to
+    subscribers of at least that tier."""
+
+    id: str
+    code: str
+    channel_id: str
+    tier: int
+    animated: bool
+    content_type: str
+    urls: dict[str, str]
+    created_at: datetime
+
+
+class UploadEmote(msgspec.Struct, frozen=True, kw_only=True):
+    actor_id: str
+    name: str
+    code: str
+    tier: int = 0
+    content_type: str
+    data: bytes
+
+
+class ListEmotes(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel's emotes; `name` empty lists the global set."""
+
+    name: str = ""
+
+
+class EmoteList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Emote]
+
+
+class DeleteEmote(msgspec.Struct, frozen=True, kw_only=True):
+    actor_id: str
+    name: str
+    code: str
+
+
 CREATE = Rpc("channel.create", CreateChannel, Channel)
 LIST = Rpc("channel.list", ListChannels, ChannelPage)
 GET = Rpc("channel.get", GetChannel, Channel)
@@ -181,6 +235,9 @@ CHECK_KEY = Rpc("channel.check_key", CheckKey, KeyOwner)
 SET_IMAGE = Rpc("channel.set_image", SetImage, Image)
 SET_ROLE = Rpc("channel.set_role", SetRole, RoleChange)
 LIST_ROLES = Rpc("channel.list_roles", ListRoles, RoleList)
+UPLOAD_EMOTE = Rpc("channel.upload_emote", UploadEmote, Emote)
+LIST_EMOTES = Rpc("channel.list_emotes", ListEmotes, EmoteList)
+DELETE_EMOTE = Rpc("channel.delete_emote", DeleteEmote, Emote)
 
 
 # Events -----------------------------------------------------------------------------------------------
@@ -254,3 +311,26 @@ class ImageUpdated(Event, frozen=True, kw_only=True):
     content_type: str
     width: int
     height: int
+
+
+class EmoteAdded(Event, frozen=True, kw_only=True):
+    """An emote became usable; `channel_id` empty for the global set."""
+
+    subject: ClassVar[str] = "channel.emote.added"
+
+    emote_id: str
+    channel_id: str
+    channel_name: str
+    code: str
+    tier: int
+    animated: bool
+    content_type: str
+
+
+class EmoteRemoved(Event, frozen=True, kw_only=True):
+    subject: ClassVar[str] = "channel.emote.removed"
+
+    emote_id: str
+    channel_id: str
+    channel_name: str
+    code: str

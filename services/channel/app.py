@@ -15,6 +15,7 @@ from libs.obs.logging import get_logger
 from libs.runtime import Runtime, ServiceConfig
 from proto import channel as pc
 from proto import identity, ingest
+from services.channel.emote_handlers import EmoteHandlers
 from services.channel.handlers import ChannelHandlers
 
 __all__ = ["ChannelConfig", "ensure_image_bucket", "run"]
@@ -31,20 +32,22 @@ class ChannelConfig(ServiceConfig, frozen=True, kw_only=True):
     image_workers: int = 2
 
 
-async def ensure_image_bucket(js: JetStreamContext, *, replicas: int) -> Any:
-    """The object store bucket for branding images, created when missing (replicas may race: fine)."""
+async def ensure_image_bucket(
+    js: JetStreamContext, *, replicas: int, bucket: str = pc.IMAGE_BUCKET, description: str = ""
+) -> Any:
+    """An object store bucket for images, created when missing (replicas may race: fine)."""
     try:
-        return await js.object_store(pc.IMAGE_BUCKET)
+        return await js.object_store(bucket)
     except BucketNotFoundError:
         pass
     config = ObjectStoreConfig(
-        description="channel avatars and banners", storage=StorageType.FILE, replicas=replicas
+        description=description or "channel avatars and banners", storage=StorageType.FILE, replicas=replicas
     )
     try:
-        store = await js.create_object_store(pc.IMAGE_BUCKET, config=config)
+        store = await js.create_object_store(bucket, config=config)
     except BadRequestError:  # another replica created it between our two calls
-        return await js.object_store(pc.IMAGE_BUCKET)
-    log.info("object_store_created", bucket=pc.IMAGE_BUCKET)
+        return await js.object_store(bucket)
+    log.info("object_store_created", bucket=bucket)
     return store
 
 
@@ -58,7 +61,15 @@ async def run(config: ChannelConfig) -> None:
         async with Runtime("channel", config, schema="channel", migrations=MIGRATIONS, streams=streams) as rt:
             images = await ensure_image_bucket(rt.jetstream, replicas=config.jetstream_replicas)
             handlers = ChannelHandlers(rt.pool, images, executor, rt.bus)
-            await rt.serve(handlers.routes())
+            emote_bucket = await ensure_image_bucket(
+                rt.jetstream,
+                replicas=config.jetstream_replicas,
+                bucket=pc.EMOTE_BUCKET,
+                description="channel and global emotes",
+            )
+            emotes = EmoteHandlers(rt.pool, emote_bucket, executor)
+            await emotes.install_global_set()
+            await rt.serve([*handlers.routes(), *emotes.routes()])
             rt.consume(
                 ConsumerSpec(
                     stream=ingest.STREAM.name,

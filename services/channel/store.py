@@ -270,3 +270,42 @@ async def refresh_live(conn: Any, *, channel_id: str) -> Row:
         " WHERE id = $1 RETURNING live_session_id, live_since",
         channel_id,
     )
+
+
+async def list_emotes(conn: Any, *, channel_id: str) -> list[Row]:
+    """A channel's emotes ('' for the global set), oldest first."""
+    rows: list[Row] = await conn.fetch(
+        "SELECT * FROM emotes WHERE channel_id = $1 ORDER BY created_at, code", channel_id
+    )
+    return rows
+
+
+async def emote_code_taken(conn: Any, *, channel_id: str, code: str) -> bool:
+    """True when `code` is used by the channel or by the global set (case-insensitive)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM emotes WHERE channel_id IN ('', $1) AND lower(code) = lower($2)", channel_id, code
+    )
+    return found is not None
+
+
+async def insert_emote(
+    conn: Any, *, emote_id: str, channel_id: str, code: str, tier: int, animated: bool, content_type: str
+) -> Row:
+    """Add an emote; returns its row."""
+    return await conn.fetchrow(
+        "INSERT INTO emotes (id, channel_id, code, tier, animated, content_type)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        emote_id,
+        channel_id,
+        code,
+        tier,
+        animated,
+        content_type,
+    )
+
+
+async def delete_emote(conn: Any, *, channel_id: str, code: str) -> Row | None:
+    """Remove an emote by code; returns the removed row."""
+    return await conn.fetchrow(
+        "DELETE FROM emotes WHERE channel_id = $1 AND code = $2 RETURNING *", channel_id, code
+    )

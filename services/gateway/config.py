@@ -16,7 +16,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_json: bool | None = None
     # Services /readyz waits for; a comma-separated list of NATS service names.
-    required_services: str = "identity,channel,social,notification,ingest,edge,transcode"
+    required_services: str = "identity,channel,social,notification,ingest,edge,transcode,chat"
     request_timeout_seconds: float = 5.0
     max_json_body_bytes: int = 64 * 1024
     max_image_body_bytes: int = 4 * 1024 * 1024
@@ -25,6 +25,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: str = ""
     # Operator API (grants, simulated sessions, ...): callers send `X-Operator-Token`. Empty turns it off.
     operator_token: str = ""
+    # Chat fan-out: room frames are gathered this long before one write per socket; a socket with more
+    # than chat_max_pending writes waiting is disconnected; the hello frame must come within the timeout.
+    chat_coalesce_ms: float = 20.0
+    chat_max_pending: int = 256
+    chat_hello_timeout_seconds: float = 10.0
 
     def required(self) -> list[str]:
         """Names of the services /readyz checks."""

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.routes import auth, channels, dash, health, notifications, social, webrtc
+from services.gateway.routes import (
+    auth,
+    channels,
+    chat,
+    dash,
+    emotes,
+    health,
+    notifications,
+    social,
+    webrtc,
+)
 
 ROUTES: list[Any] = [
     *health.ROUTES,
@@ -14,4 +24,6 @@ ROUTES: list[Any] = [
     *notifications.ROUTES,
     *webrtc.ROUTES,
     *dash.ROUTES,
+    *chat.ROUTES,
+    *emotes.ROUTES,
 ]

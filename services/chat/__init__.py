@@ -1,0 +1,1 @@
+"""The chat service: rooms, messages, moderation, room modes, blocked terms."""

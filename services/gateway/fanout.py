@@ -1,0 +1,195 @@
+"""Chat fan-out in one gateway process: one NATS subscription per room that has local sockets, each batch
+of room frames joined once and handed to every socket of the room, a bounded queue and a writer task per
+socket, and a socket that falls too far behind is disconnected instead of slowing the room.
+
+Frames travel as NDJSON: one WebSocket text frame carries one or more JSON objects separated by "\\n"."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client
+from prometheus_client import Counter, Gauge
+
+from libs.bus import ServiceUnavailable
+from libs.obs.logging import get_logger
+from proto import chat as pc
+
+__all__ = ["Fanout", "Outbox"]
+
+log = get_logger("gateway")
+
+SOCKETS = Gauge("cpc_chat_sockets", "Chat WebSockets open in this gateway.")
+ROOMS = Gauge("cpc_chat_rooms", "Chat rooms this gateway is subscribed to.")
+DROPPED = Counter("cpc_chat_slow_disconnects_total", "Chat sockets disconnected for falling behind.")
+DELIVERED = Counter("cpc_chat_frames_sent_total", "WebSocket frames sent to chat sockets.")
+
+SLOW_CLOSE_CODE = 4008
+SEEN_IDS = 4096
+
+
+class Outbox:
+    """The sending side of one socket: frames wait in a bounded list; one task writes them, joined."""
+
+    def __init__(
+        self,
+        send: Callable[[str], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+        *,
+        max_pending: int,
+    ) -> None:
+        self._send = send
+        self._close = close
+        self._max_pending = max_pending
+        self.pending: list[str] = []
+        self.closed = False
+        self._wake: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run())
+        SOCKETS.inc()
+
+    def push(self, frame: str) -> None:
+        """Queue a frame; a socket this far behind is disconnected (it never holds the room up)."""
+        if self.closed:
+            return
+        self.pending.append(frame)
+        if len(self.pending) > self._max_pending:
+            self._overflow()
+            return
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            if not self.pending:
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
+                continue
+            batch, self.pending = self.pending, []
+            await self._send(batch[0] if len(batch) == 1 else "\n".join(batch))
+            DELIVERED.inc()
+
+    def _overflow(self) -> None:
+        self.closed = True
+        self.pending = []
+        DROPPED.inc()
+        log.info("chat_socket_too_slow", max_pending=self._max_pending)
+        if self._task is not None:
+            self._task.cancel()  # it may be stuck in a send to a peer that stopped reading
+        asyncio.get_running_loop().create_task(self._close_quietly(SLOW_CLOSE_CODE, "too slow: reconnect"))
+
+    async def _close_quietly(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._close(code, reason), timeout=5)
+
+    async def stop(self) -> None:
+        """Stop the writer (the socket is closing)."""
+        if self._task is None:
+            return
+        SOCKETS.dec()
+        self.closed = True
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+        self._task = None
+
+
+class _Room:
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self.outboxes: set[Outbox] = set()
+        self.batch: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.sub: Any = None
+        self.ready = asyncio.Event()
+
+
+class Fanout:
+    """Rooms of this gateway process and their sockets."""
+
+    def __init__(self, nc: Client, *, coalesce_seconds: float, max_pending: int) -> None:
+        self.nc = nc
+        self.coalesce_seconds = coalesce_seconds
+        self.max_pending = max_pending
+        self._rooms: dict[str, _Room] = {}
+
+    def outbox(
+        self, send: Callable[[str], Awaitable[None]], close: Callable[[int, str], Awaitable[None]]
+    ) -> Outbox:
+        """A new socket's outbox."""
+        return Outbox(send, close, max_pending=self.max_pending)
+
+    async def join(self, room_id: str, outbox: Outbox) -> None:
+        """Deliver the room's frames to `outbox` from now on (subscribing to the room if it is new here)."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = self._rooms[room_id] = _Room(room_id)
+            ROOMS.inc()
+
+            async def on_msg(msg: Any) -> None:
+                self._on_frame(room, msg.data, (msg.headers or {}).get("Nats-Msg-Id"))
+
+            try:
+                room.sub = await self.nc.subscribe(
+                    pc.room_wildcard(room_id), cb=on_msg, pending_msgs_limit=100_000
+                )
+                await self.nc.flush()  # the server has our subscription before the joiner reads history
+            except BaseException:
+                del self._rooms[room_id]
+                ROOMS.dec()
+                room.ready.set()  # joiners waiting on it find no room and fail their own join
+                raise
+            room.ready.set()
+        room.outboxes.add(outbox)
+        await room.ready.wait()
+        if self._rooms.get(room_id) is not room:
+            raise ServiceUnavailable("chat fan-out is not reachable; reconnect", code="fanout_unavailable")
+
+    async def leave(self, room_id: str, outbox: Outbox) -> None:
+        """Stop delivering to `outbox`; the last socket of a room unsubscribes it."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            return
+        room.outboxes.discard(outbox)
+        if room.outboxes or not room.ready.is_set():
+            return
+        del self._rooms[room_id]
+        ROOMS.dec()
+        if room.timer is not None:
+            room.timer.cancel()
+        with contextlib.suppress(Exception):
+            await room.sub.unsubscribe()
+
+    def _on_frame(self, room: _Room, data: bytes, msg_id: str | None) -> None:
+        if msg_id is not None:
+            # A publish retried after a chat-service crash reaches core subscribers again, though the
+            # stream kept one copy: drop the repeat here so no socket sees a message twice.
+            if msg_id in room.seen:
+                return
+            room.seen[msg_id] = None
+            if len(room.seen) > SEEN_IDS:
+                room.seen.popitem(last=False)
+        room.batch.append(data)
+        if room.timer is None:
+            room.timer = asyncio.get_running_loop().call_later(self.coalesce_seconds, self._flush, room)
+
+    def _flush(self, room: _Room) -> None:
+        room.timer = None
+        batch, room.batch = room.batch, []
+        if not batch:
+            return
+        # Joined and decoded once for the whole room; each socket gets the same string.
+        frame = b"\n".join(batch).decode()
+        for outbox in room.outboxes:
+            outbox.push(frame)
