@@ -105,8 +105,14 @@ class Stack:
             )
         if name == "transcode":
             # A small ladder and short segments keep media tests at seconds of CPU on 2 cores.
-            small = {"CPC_TRANSCODE_LADDER": "320x180:300,256x144:150", "CPC_SEGMENT_SECONDS": "1",
-                     "CPC_TAKEOVER_SECONDS": "3"}  # fmt: skip
+            # Sessions that other tests start without media are let go after 8 s instead of holding a slot.
+            small = {
+                "CPC_TRANSCODE_LADDER": "320x180:300,256x144:150",
+                "CPC_SEGMENT_SECONDS": "1",
+                "CPC_TAKEOVER_SECONDS": "3",
+                "CPC_IDLE_SECONDS": "8",
+                "CPC_TRANSCODE_CAPACITY": "4",
+            }
             env.update({k: v for k, v in small.items() if k not in self.extra_env})
         env.update(extra or {})
         return env

@@ -48,6 +48,7 @@ class SessionRunner:
         self.rungs: list[RungEncoder] = []
         self.segmenter: Segmenter | None = None
         self.epoch_us = 0
+        self.last_media = time.monotonic()
         self.first_number = 1
         self.last_t = -1
         self.audio_seen = 0.0
@@ -103,6 +104,7 @@ class SessionRunner:
             log.warning("media_frame_invalid", session_id=self.sid, error=str(exc))
             return
         kind = msg.subject.rsplit(".", 1)[1]
+        self.last_media = time.monotonic()
         if self.queue.full():  # we fall behind: drop; the decoder recovers at the next keyframe
             return
         self.queue.put_nowait((kind, frame))
@@ -118,8 +120,14 @@ class SessionRunner:
     async def _media_loop(self) -> bool:
         """Handle frames until the end; False when another replica took the session from us."""
         next_check = 0.0
+        self.last_media = time.monotonic()
         while not self.ended.is_set():
             now = time.monotonic()
+            if now - self.last_media > self.config.idle_seconds:
+                log.warning(
+                    "transcode_idle_released", session_id=self.sid, idle_seconds=self.config.idle_seconds
+                )
+                break
             if now >= next_check:
                 next_check = now + CHECK_SECONDS
                 if not await self._check_in():

@@ -25,5 +25,8 @@ class TranscodeConfig(ServiceConfig, frozen=True, kw_only=True):
     # A replica that stops answering loses its streams to another after this long.
     takeover_seconds: float = 6.0
     queue_frames: int = 600
+    # A session that has sent no media for this long is let go (its ingest lost it without an end
+    # event: a crash); well above ingest's media timeout plus grace, after which ingest ends it anyway.
+    idle_seconds: float = 60.0
     recording_retention_days: float = 30.0
     retention_sweep_seconds: float = 3600.0
