@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 
 __all__ = ["GatewayConfig"]
+
+# The built web app (npm run build in web/); the container sets CPC_WEB_ROOT=/app/web.
+DEFAULT_WEB_ROOT = str(Path(__file__).resolve().parents[2] / "web" / "dist")
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,6 +30,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: str = ""
     # Operator API (grants, simulated sessions, ...): callers send `X-Operator-Token`. Empty turns it off.
     operator_token: str = ""
+    # Folder of the built web app served at /.
+    web_root: str = DEFAULT_WEB_ROOT
 
     def required(self) -> list[str]:
         """Names of the services /readyz checks."""

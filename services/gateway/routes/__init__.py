@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.routes import auth, channels, health, notifications, social, webrtc
+from services.gateway.routes import auth, channels, health, notifications, social, web, webrtc
 
 ROUTES: list[Any] = [
     *health.ROUTES,
@@ -13,4 +13,6 @@ ROUTES: list[Any] = [
     *social.ROUTES,
     *notifications.ROUTES,
     *webrtc.ROUTES,
+    # The web app catch-all goes last.
+    *web.ROUTES,
 ]
