@@ -21,12 +21,24 @@ function describe(n: Notification): string {
   }
 }
 
+function bellIcon(): SVGElement {
+  const ns = "http://www.w3.org/2000/svg";
+  const icon = document.createElementNS(ns, "svg");
+  icon.setAttribute("viewBox", "0 0 24 24");
+  icon.setAttribute("class", "bell-icon");
+  icon.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3a1.5 1.5 0 0 0-3 0v1.16A7 7 0 0 0 5 11v5l-2 2v1h18v-1Z");
+  icon.append(path);
+  return icon;
+}
+
 export function bell(): { el: HTMLElement; stop: () => void } {
   const count = h("span", { class: "badge-count", hidden: true, "aria-hidden": "true" });
   const button = h(
     "button",
     { class: "icon-button", "aria-label": "Notifications", "aria-expanded": "false", "aria-controls": "bell-panel" },
-    h("span", { "aria-hidden": "true" }, "🔔"),
+    bellIcon(),
     count,
   );
   const list = h("ul", { class: "bell-list" });

@@ -11,6 +11,7 @@ interface Route {
 
 const routes: Route[] = [];
 let cleanup: (() => void) | void = undefined;
+let first = true;
 
 export function route(path: string, page: Page): void {
   const keys: string[] = [];
@@ -40,9 +41,11 @@ export async function render(): Promise<void> {
     const heading = main.querySelector("h1");
     if (heading) {
       heading.setAttribute("tabindex", "-1");
-      heading.focus({ preventScroll: true });
+      // On a fresh load the skip link stays the first stop; after in-app navigation focus lands here.
+      if (!first) heading.focus({ preventScroll: true });
       document.title = `${heading.textContent} · CPC Live`;
     }
+    first = false;
     return;
   }
 }

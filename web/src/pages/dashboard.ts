@@ -15,7 +15,11 @@ async function myChannel(user: string): Promise<Channel | null> {
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 404)) throw err;
   }
-  return null;
+  // Not remembered in this browser: search for a channel owned by this user.
+  const found = await api<{ items: Channel[] }>(`/api/v1/channels?q=${enc(user)}&limit=50`);
+  const mine = found.items.find((c) => c.owner_username === user);
+  if (mine) localStorage.setItem(`cpc.channel.${user}`, mine.name);
+  return mine ? api<Channel>(`/api/v1/channels/${enc(mine.name)}`) : null;
 }
 
 function createForm(user: string): HTMLElement {
