@@ -81,6 +81,13 @@ async def test_sign_up_go_live_watch_follow_and_get_notified_when_live_again(
     """The whole creator/viewer loop through the UI only, on a private platform whose go-live grace is 1 s
     (the default 600 s would make 'live again' a reconnect that notifies nobody)."""
     platform = await Platform(isolated, {"CPC_GRACE_SECONDS": "1"}).start()
+    try:
+        await _creator_and_viewer(chromium, platform)
+    finally:
+        await platform.stop()
+
+
+async def _creator_and_viewer(chromium: Any, platform: Platform) -> None:
     creator = await new_page(chromium, platform.url)
     name = unique_name("c")
     await sign_up(creator, unique_name("cr"))
@@ -102,6 +109,7 @@ async def test_sign_up_go_live_watch_follow_and_get_notified_when_live_again(
     first = await until(lambda: frames_decoded(viewer), lambda n: n > 0, 20, "first decoded frame")
     await until(lambda: frames_decoded(viewer), lambda n: n >= first + 30, 15, "decoded frames growing")
     await until(viewer.get_by_test_id("viewers").text_content, lambda t: t == "1 watching", 10, "viewer count")
+    await screenshot(viewer, "channel-live")
 
     await viewer.get_by_role("button", name="Follow", exact=True).click()
     await viewer.get_by_role("button", name="Unfollow").wait_for()
@@ -122,6 +130,10 @@ async def test_sign_up_go_live_watch_follow_and_get_notified_when_live_again(
     await viewer.get_by_test_id("live-state").filter(has_text="LIVE").wait_for(timeout=15_000)
     await until(lambda: frames_decoded(viewer), lambda n: n > 0, 20, "playing again")
     assert creator.errors == [] and viewer.errors == [], (creator.errors, viewer.errors)  # type: ignore[attr-defined]
+    await creator.get_by_role("button", name="End stream").click()
+    await until(status.text_content, lambda t: t == "Stream ended.", 10, "stream ended at last")
+    await viewer.context.close()
+    await creator.context.close()
 
 
 async def _async(value: Any) -> Any:

@@ -162,3 +162,8 @@ class Platform:
 
             await until(ready, lambda s: s == 200, 60, "private platform ready")
         return self
+
+    async def stop(self) -> None:
+        """Stop the gateway, then every service at once (each waits for its own graceful shutdown)."""
+        procs = list(reversed(self.isolated.procs))
+        await asyncio.gather(*(asyncio.to_thread(p.stop, 5.0) for p in procs))
