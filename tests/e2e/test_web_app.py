@@ -68,7 +68,12 @@ def test_gateway_serves_the_app_and_keeps_api_paths(api: httpx.Client) -> None:
     assert manifest.headers["content-type"].startswith("application/manifest+json")
     assert {i["sizes"] for i in manifest.json()["icons"]} >= {"192x192", "512x512"}
     assert api.get("/sw.js").status_code == 200
-    for path in ("/api/v1/nothing-here", "/live/x/manifest.mpd", "/assets/gone.js", "/..%2f..%2fpyproject.toml"):
+    for path in (
+        "/api/v1/nothing-here",
+        "/live/x/manifest.mpd",
+        "/assets/gone.js",
+        "/..%2f..%2fpyproject.toml",
+    ):
         r = api.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"] == "application/problem+json", path
@@ -96,21 +101,37 @@ async def _creator_and_viewer(chromium: Any, platform: Platform) -> None:
     status = creator.get_by_test_id("broadcast-status")
     await until(status.text_content, lambda t: t == "You are live.", 20, "creator connected")
 
+    viewer = await _watch(chromium, platform, name)
+    await _follow_then_live_again(creator, viewer, name)
+
+
+async def _watch(chromium: Any, platform: Platform, name: str) -> Any:
+    """A second person signs in, opens the live channel and sees decoded frames grow."""
     viewer_name = unique_name("v")
     with httpx.Client(base_url=platform.url) as api:
         register(api, viewer_name)
-        await until(
-            lambda: _async(api.get(f"/api/v1/channels/{name}").json()["live"]), bool, 15, "channel live"
-        )
+    async with httpx.AsyncClient(base_url=platform.url) as client:
+
+        async def live() -> bool:
+            return bool((await client.get(f"/api/v1/channels/{name}")).json()["live"])
+
+        await until(live, bool, 15, "channel live")
     viewer = await new_page(chromium, platform.url)
     await sign_in(viewer, viewer_name)
     await viewer.goto(f"/{name}")
     await viewer.get_by_role("heading", name="Painting birds, live").wait_for()
     first = await until(lambda: frames_decoded(viewer), lambda n: n > 0, 20, "first decoded frame")
     await until(lambda: frames_decoded(viewer), lambda n: n >= first + 30, 15, "decoded frames growing")
-    await until(viewer.get_by_test_id("viewers").text_content, lambda t: t == "1 watching", 10, "viewer count")
+    await until(
+        viewer.get_by_test_id("viewers").text_content, lambda t: t == "1 watching", 10, "viewer count"
+    )
     await screenshot(viewer, "channel-live")
+    return viewer
 
+
+async def _follow_then_live_again(creator: Any, viewer: Any, name: str) -> None:
+    """The viewer follows; the owner's bell hears of it; ending and going live again rings the viewer's."""
+    status = creator.get_by_test_id("broadcast-status")
     await viewer.get_by_role("button", name="Follow", exact=True).click()
     await viewer.get_by_role("button", name="Unfollow").wait_for()
     # The owner's bell hears of the follow once the notification service has it in its projection.
@@ -129,15 +150,12 @@ async def _creator_and_viewer(chromium: Any, platform: Platform) -> None:
     await viewer.get_by_role("link", name=f"{name} is live").wait_for()
     await viewer.get_by_test_id("live-state").filter(has_text="LIVE").wait_for(timeout=15_000)
     await until(lambda: frames_decoded(viewer), lambda n: n > 0, 20, "playing again")
-    assert creator.errors == [] and viewer.errors == [], (creator.errors, viewer.errors)  # type: ignore[attr-defined]
+    assert creator.errors == []  # type: ignore[attr-defined]
+    assert viewer.errors == []  # type: ignore[attr-defined]
     await creator.get_by_role("button", name="End stream").click()
     await until(status.text_content, lambda t: t == "Stream ended.", 10, "stream ended at last")
     await viewer.context.close()
     await creator.context.close()
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def test_screens_keyboard_and_phone_layout(

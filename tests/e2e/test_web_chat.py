@@ -78,7 +78,9 @@ async def test_chat_emotes_markup_mentions_modes_and_timeout(
     owner_h = register(api, owner)
     register(api, mod)
     register(api, viewer)
-    r = api.post("/api/v1/channels", json={"name": owner, "title": "Chat test", "category": "Art"}, headers=owner_h)
+    r = api.post(
+        "/api/v1/channels", json={"name": owner, "title": "Chat test", "category": "Art"}, headers=owner_h
+    )
     assert r.status_code == 201, r.text
     assert api.put(f"/api/v1/channels/{owner}/moderators/{mod}", headers=owner_h).status_code == 200
     # An emote code that is markup is refused by name, and nothing is stored.
@@ -88,7 +90,8 @@ async def test_chat_emotes_markup_mentions_modes_and_timeout(
         content=_png("red"),
         headers={**owner_h, "Content-Type": "image/png"},
     )
-    assert 400 <= bad.status_code < 500 and bad.headers["content-type"] == "application/problem+json", bad.text
+    assert 400 <= bad.status_code < 500, bad.text
+    assert bad.headers["content-type"] == "application/problem+json", bad.text
 
     # The owner adds an emote from the dashboard's form.
     emote_file = tmp_path / "wave.png"
@@ -118,7 +121,9 @@ async def test_chat_emotes_markup_mentions_modes_and_timeout(
     await _say(mod_page, f"@{viewer} welcome")
     await viewer_page.locator(".chat-line.mentioned", has_text="welcome").wait_for()
 
-    r = api.post(f"/api/v1/channels/{owner}/chat/moderation", json={"action": "slow", "seconds": 30}, headers=owner_h)
+    r = api.post(
+        f"/api/v1/channels/{owner}/chat/moderation", json={"action": "slow", "seconds": 30}, headers=owner_h
+    )
     assert r.status_code == 200, r.text
     await viewer_page.get_by_test_id("chat-modes").filter(has_text="Slow mode (30 s)").wait_for()
 

@@ -49,7 +49,9 @@ def require_built_app() -> None:
     assert (WEB_DIST / "index.html").is_file(), "web/dist is not built: run `make web` (make test does)"
 
 
-async def until(probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float, what: str) -> Any:
+async def until(
+    probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float, what: str
+) -> Any:
     """Poll `probe()` until `done(value)`; fail naming `what` and the last value."""
     deadline = time.monotonic() + timeout
     value = None
@@ -132,7 +134,9 @@ async def screenshot(page: Any, name: str) -> Path:
 async def no_sideways_scroll(page: Any) -> None:
     """Nothing overflows the viewport's width (the layout works down to 360 px)."""
     wide = await page.evaluate("document.documentElement.scrollWidth")
-    assert wide <= page.viewport_size["width"], f"{page.url} is {wide} px wide at {page.viewport_size['width']}"
+    assert wide <= page.viewport_size["width"], (
+        f"{page.url} is {wide} px wide at {page.viewport_size['width']}"
+    )
 
 
 class Platform:
