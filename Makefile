@@ -47,6 +47,7 @@ test: $(STAMP) $(CHECKOV) $(WEB_STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(PY) bench/gateway_hop.py
+	$(PY) bench/web_static.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .data build *.egg-info web/dist web/node_modules

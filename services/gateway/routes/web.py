@@ -5,12 +5,16 @@ fall back to the app (an unknown API path is a 404 problem, not a page)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import mimetypes
+import os
+import stat
+import time
 from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get
-from litestar.response import File
 
 from services.gateway.config import GatewayConfig
 from services.gateway.problems import problem
@@ -47,45 +51,91 @@ mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("image/svg+xml", ".svg")
 
 
+class FileCache:
+    """The app's files in memory; each is checked against its size and mtime at most once a second, so a
+    rebuild is picked up at once while hits cost no system call. The built app is a few MB."""
+
+    def __init__(self, recheck_seconds: float = 1.0) -> None:
+        self._recheck = recheck_seconds
+        self._files: dict[Path, tuple[float, int, int, bytes, str]] = {}
+
+    async def get(self, path: Path) -> tuple[bytes, str] | None:
+        """(bytes, etag) of `path`, None when it is not a file."""
+        now = time.monotonic()
+        hit = self._files.get(path)
+        if hit is not None and now - hit[0] < self._recheck:
+            return hit[3], hit[4]
+        try:
+            st = await asyncio.to_thread(os.stat, path)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if hit is not None and hit[1] == st.st_mtime_ns and hit[2] == st.st_size:
+                self._files[path] = (now, *hit[1:])
+                return hit[3], hit[4]
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            self._files.pop(path, None)
+            return None
+        etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+        self._files[path] = (now, st.st_mtime_ns, st.st_size, data, etag)
+        return data, etag
+
+
+_cache = FileCache()
+
+
 def _root(request: Request[Any, Any, Any]) -> Path:
     config: GatewayConfig = request.app.state.config
-    return Path(config.web_root).resolve()
+    return Path(os.path.abspath(config.web_root))
 
 
-def _file(path: Path, cache: str) -> File:
+async def _file(request: Request[Any, Any, Any], path: Path, cache: str) -> Response[Any] | None:
+    found = await _cache.get(path)
+    if found is None:
+        return None
+    data, etag = found
+    headers = {**SECURITY_HEADERS, "Cache-Control": cache, "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(b"", status_code=304, headers=headers)
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    headers = {**SECURITY_HEADERS, "Cache-Control": cache}
-    return File(path=path, media_type=media_type, headers=headers, content_disposition_type="inline")
+    return Response(data, media_type=media_type, headers=headers)
 
 
 def resolve(root: Path, path: str) -> tuple[Path | None, str]:
-    """The file for URL path `path` under `root` and its Cache-Control; None when it is not a file there."""
-    candidate = (root / path).resolve()
-    if root not in candidate.parents or not candidate.is_file():
+    """The file for URL path `path` under `root` and its Cache-Control; None when it is outside `root`."""
+    # normpath folds ".." without touching the disk; anything that lands outside root is refused.
+    candidate = Path(os.path.normpath(root / path))
+    if root not in candidate.parents:
         return None, ""
     # Vite fingerprints everything under assets/, so those never change; the rest must revalidate.
     immutable = candidate.parent == root / "assets"
     return candidate, "public, max-age=31536000, immutable" if immutable else "no-cache"
 
 
-@get(["/", "/{path:path}"], include_in_schema=False, sync_to_thread=False)
-def web_app(request: Request[Any, Any, Any], path: str = "") -> Response[Any] | File:
+def _not_found(request: Request[Any, Any, Any], detail: str, code: str = "not_found") -> Response[Any]:
+    return problem(404, detail, code=code, instance=request.url.path)
+
+
+@get(["/", "/{path:path}"], include_in_schema=False)
+async def web_app(request: Request[Any, Any, Any], path: str = "") -> Response[Any]:
     """A file of the built web app, or its index.html for an app route (the SPA routes in the browser)."""
     path = path.lstrip("/")
     if path.split("/", 1)[0] in RESERVED:
-        return problem(404, f"no route for {request.url.path}", code="not_found", instance=request.url.path)
+        return _not_found(request, f"no route for {request.url.path}")
     root = _root(request)
-    index = root / "index.html"
-    if not index.is_file():
-        return problem(404, f"the web app is not built: no {index} (run make web)", code="web_not_built")
     found, cache = resolve(root, path) if path else (None, "")
     if found is not None:
-        return _file(found, cache)
-    last = path.rsplit("/", 1)[-1]
-    if "." in last:
+        response = await _file(request, found, cache)
+        if response is not None:
+            return response
+    if "." in path.rsplit("/", 1)[-1]:
         # A missing file (an old asset, a typo) is a 404, not the app: a script tag must not get HTML.
-        return problem(404, f"no file {request.url.path}", code="not_found", instance=request.url.path)
-    return _file(index, "no-cache")
+        return _not_found(request, f"no file {request.url.path}")
+    index = await _file(request, root / "index.html", "no-cache")
+    if index is None:
+        detail = f"the web app is not built: no {root / 'index.html'} (run make web)"
+        return _not_found(request, detail, code="web_not_built")
+    return index
 
 
 ROUTES: list[Any] = [web_app]
