@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 test: $(STAMP) $(CHECKOV) $(WEB_STAMP) lint typecheck
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(WEB_STAMP)
 	$(PY) bench/gateway_hop.py
 	$(PY) bench/web_static.py
 
