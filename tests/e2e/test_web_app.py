@@ -77,6 +77,16 @@ def test_gateway_serves_the_app_and_keeps_api_paths(api: httpx.Client) -> None:
         r = api.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"] == "application/problem+json", path
+    unknown = api.post("/api/v1/nothing-here", json={})
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "no route for POST /api/v1/nothing-here"
+    page_post = api.delete("/dashboard")
+    assert page_post.status_code == 405
+    assert page_post.headers["allow"] == "GET"
+    # A real API route with a bad body still answers for itself: the catch-all never shadows it.
+    whep = api.post("/api/v1/channels/x/whep", content=b"v=0", headers={"content-type": "text/plain"})
+    assert whep.status_code in (400, 415), whep.text
+    assert "Content-Type" in whep.json()["detail"]
     assert api.get("/readyz").json()["status"] == "ready"
 
 

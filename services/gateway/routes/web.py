@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, route
 
 from services.gateway.config import GatewayConfig
 from services.gateway.problems import problem
@@ -138,4 +138,13 @@ async def web_app(request: Request[Any, Any, Any], path: str = "") -> Response[A
     return index
 
 
-ROUTES: list[Any] = [web_app]
+@route(["/", "/{path:path}"], http_method=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def not_a_route(request: Request[Any, Any, Any], path: str = "") -> Response[Any]:
+    """Other methods on a path no API route has: 404 under the API prefixes, 405 on app pages."""
+    if path.lstrip("/").split("/", 1)[0] in RESERVED:
+        return _not_found(request, f"no route for {request.method} {request.url.path}")
+    detail = f"{request.method} is not allowed on {request.url.path}: web app pages only answer GET"
+    return problem(405, detail, code="method_not_allowed", headers={"Allow": "GET"})
+
+
+ROUTES: list[Any] = [web_app, not_a_route]
