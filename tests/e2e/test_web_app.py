@@ -79,7 +79,7 @@ def test_gateway_serves_the_app_and_keeps_api_paths(api: httpx.Client) -> None:
         assert r.headers["content-type"] == "application/problem+json", path
     unknown = api.post("/api/v1/nothing-here", json={})
     assert unknown.status_code == 404
-    assert unknown.json()["detail"] == "no route for POST /api/v1/nothing-here"
+    assert unknown.headers["content-type"] == "application/problem+json"
     page_post = api.delete("/dashboard")
     assert page_post.status_code == 405
     assert page_post.headers["allow"] == "GET"
