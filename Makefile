@@ -7,7 +7,18 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/bin/checkov
 
-.PHONY: run test lint typecheck unit integration bench clean setup
+.PHONY: run test lint typecheck unit integration bench clean setup web
+
+# The web app: rebuilt when its sources or lockfile change (npm ci, then vite build into web/dist).
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json \
+	web/package-lock.json web/tsconfig.json web/vite.config.ts
+WEB_STAMP := web/dist/index.html
+
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB_SOURCES)
+	cd web && npm ci --no-audit --no-fund && npm run build
+	touch $(WEB_STAMP)
 
 setup: $(STAMP) $(CHECKOV)
 
@@ -21,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) $(WEB_STAMP)
 	$(PY) -m libs.devstack run
 
 lint: $(STAMP)
@@ -31,11 +42,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy libs proto services deploy
 
-test: $(STAMP) $(CHECKOV) lint typecheck
+test: $(STAMP) $(CHECKOV) $(WEB_STAMP) lint typecheck
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(WEB_STAMP)
 	$(PY) bench/gateway_hop.py
+	$(PY) bench/web_static.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .data build *.egg-info
+	rm -rf $(VENV) $(TOOLS) .data build *.egg-info web/dist web/node_modules

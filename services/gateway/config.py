@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 
 __all__ = ["GatewayConfig"]
+
+# The built web app (npm run build in web/); the container sets CPC_WEB_ROOT=/app/web.
+DEFAULT_WEB_ROOT = str(Path(__file__).resolve().parents[2] / "web" / "dist")
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,6 +35,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     chat_coalesce_ms: float = 20.0
     chat_max_pending: int = 256
     chat_hello_timeout_seconds: float = 10.0
+    # Folder of the built web app served at /.
+    web_root: str = DEFAULT_WEB_ROOT
 
     def required(self) -> list[str]:
         """Names of the services /readyz checks."""

@@ -13,6 +13,7 @@ from services.gateway.routes import (
     health,
     notifications,
     social,
+    web,
     webrtc,
 )
 
@@ -26,4 +27,6 @@ ROUTES: list[Any] = [
     *dash.ROUTES,
     *chat.ROUTES,
     *emotes.ROUTES,
+    # The web app catch-all goes last.
+    *web.ROUTES,
 ]
