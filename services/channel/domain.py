@@ -82,6 +82,13 @@ class ChannelFields(msgspec.Struct, frozen=True, kw_only=True):
     language: str
 
 
+# Channel pages live at /<name>: these first path segments belong to the gateway and the web app.
+RESERVED_NAMES = frozenset(
+    {"api", "live", "vod", "schema", "healthz", "readyz", "assets", "icons", "static", "signin",
+     "signup", "signout", "dashboard", "settings", "admin", "notifications", "search", "directory"}
+)  # fmt: skip
+
+
 def clean_name(name: str) -> str:
     """The channel name in canonical (lower) case, or BadRequest saying what is wrong with it."""
     canonical = name.lower()
@@ -89,6 +96,8 @@ def clean_name(name: str) -> str:
         raise BadRequest(
             f'channel name "{name}" must be 3 to 25 characters of a-z, 0-9 and _', code="invalid_name"
         )
+    if canonical in RESERVED_NAMES:
+        raise BadRequest(f'channel name "{name}" is reserved for the site itself', code="reserved_name")
     return canonical
 
 

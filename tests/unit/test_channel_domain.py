@@ -46,6 +46,13 @@ def test_bad_names_are_refused_naming_the_value(bad: str) -> None:
     assert f'"{bad}"' in err.value.detail
 
 
+@pytest.mark.parametrize("taken", ["api", "Live", "vod", "dashboard", "settings", "signin", "assets"])
+def test_names_of_site_paths_are_reserved(taken: str) -> None:
+    """Channel pages are /<name>: a channel may not shadow the API, media paths or app pages."""
+    with pytest.raises(BadRequest, match="reserved"):
+        domain.clean_name(taken)
+
+
 def test_new_fields_are_trimmed_and_canonical() -> None:
     fields = domain.new_fields(
         _new(

@@ -22,7 +22,7 @@ from services.gateway.problems import problem
 __all__ = ["CSP", "ROUTES"]
 
 # Never served as the app: these belong to the API, media, schema and probes.
-RESERVED = ("api", "live", "schema", "healthz", "readyz")
+RESERVED = ("api", "live", "vod", "schema", "healthz", "readyz")
 
 # Chat and channel text are never HTML, and this keeps it so even if a bug slipped markup through.
 CSP = "; ".join(
