@@ -45,9 +45,14 @@ typecheck: $(STAMP)
 test: $(STAMP) $(CHECKOV) $(WEB_STAMP) lint typecheck
 	$(PY) -m pytest -q tests
 
+# Every benchmark, one after another (each prints its figures next to a baseline of the same run).
 bench: $(STAMP) $(WEB_STAMP)
 	$(PY) bench/gateway_hop.py
 	$(PY) bench/web_static.py
+	$(PY) bench/golive_fanout.py
+	$(PY) bench/chat_fanout.py
+	$(PY) bench/webrtc_fanout.py
+	$(PY) bench/transcode_ladder.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .data build *.egg-info web/dist web/node_modules
