@@ -12,6 +12,7 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from nats.aio.client import Client
+from prometheus_client import Gauge
 
 from libs.media.aiortc_ext import Packetizer
 from libs.media.frames import unpack_frame
@@ -22,6 +23,8 @@ from services.edge.domain import ViewerQueue
 __all__ = ["PacketTrack", "SessionFeed"]
 
 log = get_logger("edge")
+
+VIEWERS = Gauge("cpc_media_viewers", "WebRTC viewers this edge process serves.")
 
 KEYFRAME_REQUEST_INTERVAL = 0.5
 
@@ -105,12 +108,16 @@ class SessionFeed:
 
     def add(self, track: PacketTrack) -> None:
         """Feed `track` from the next keyframe on (and ask the broadcaster for one now)."""
+        if track.kind == "video" and track not in self.tracks["video"]:
+            VIEWERS.inc()  # a viewer is counted by its video track
         self.tracks[track.kind].add(track)
         if track.kind == "video":
             self.ask_keyframe(force=True)
 
     def remove(self, track: PacketTrack) -> None:
         """Stop feeding `track`."""
+        if track.kind == "video" and track in self.tracks["video"]:
+            VIEWERS.dec()
         self.tracks[track.kind].discard(track)
 
     @property

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from libs.bus import ServiceUnavailable
 from libs.obs.logging import get_logger
@@ -27,6 +28,14 @@ SOCKETS = Gauge("cpc_chat_sockets", "Chat WebSockets open in this gateway.")
 ROOMS = Gauge("cpc_chat_rooms", "Chat rooms this gateway is subscribed to.")
 DROPPED = Counter("cpc_chat_slow_disconnects_total", "Chat sockets disconnected for falling behind.")
 DELIVERED = Counter("cpc_chat_frames_sent_total", "WebSocket frames sent to chat sockets.")
+DELIVERIES = Counter(
+    "cpc_chat_deliveries_total", "Chat frames handed to sockets: one per frame per socket of its room."
+)
+DELIVERY_SECONDS = Histogram(
+    "cpc_chat_delivery_seconds",
+    "Seconds from a chat frame reaching this gateway to the socket write that carried it (oldest frame).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 
 SLOW_CLOSE_CODE = 4008
 SEEN_IDS = 4096
@@ -46,6 +55,7 @@ class Outbox:
         self._close = close
         self._max_pending = max_pending
         self.pending: list[str] = []
+        self.oldest = 0.0  # when the oldest pending frame reached the gateway (monotonic)
         self.closed = False
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -55,10 +65,12 @@ class Outbox:
         self._task = asyncio.create_task(self._run())
         SOCKETS.inc()
 
-    def push(self, frame: str) -> None:
+    def push(self, frame: str, arrived: float | None = None) -> None:
         """Queue a frame; a socket this far behind is disconnected (it never holds the room up)."""
         if self.closed:
             return
+        if not self.pending:
+            self.oldest = time.monotonic() if arrived is None else arrived
         self.pending.append(frame)
         if len(self.pending) > self._max_pending:
             self._overflow()
@@ -75,9 +87,10 @@ class Outbox:
                 await self._wake
                 self._wake = None
                 continue
-            batch, self.pending = self.pending, []
+            batch, self.pending, oldest = self.pending, [], self.oldest
             await self._send(batch[0] if len(batch) == 1 else "\n".join(batch))
             DELIVERED.inc()
+            DELIVERY_SECONDS.observe(time.monotonic() - oldest)
 
     def _overflow(self) -> None:
         self.closed = True
@@ -109,6 +122,7 @@ class _Room:
         self.room_id = room_id
         self.outboxes: set[Outbox] = set()
         self.batch: list[bytes] = []
+        self.first_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.sub: Any = None
@@ -180,6 +194,8 @@ class Fanout:
             room.seen[msg_id] = None
             if len(room.seen) > SEEN_IDS:
                 room.seen.popitem(last=False)
+        if not room.batch:
+            room.first_at = time.monotonic()
         room.batch.append(data)
         if room.timer is None:
             room.timer = asyncio.get_running_loop().call_later(self.coalesce_seconds, self._flush, room)
@@ -192,4 +208,5 @@ class Fanout:
         # Joined and decoded once for the whole room; each socket gets the same string.
         frame = b"\n".join(batch).decode()
         for outbox in room.outboxes:
-            outbox.push(frame)
+            outbox.push(frame, room.first_at)
+        DELIVERIES.inc(len(batch) * len(room.outboxes))
