@@ -20,8 +20,11 @@ import aioice.ice
 import msgspec
 from aiortc import RTCConfiguration, RTCIceServer
 
+from libs.runtime import ServiceConfig
+
 __all__ = [
     "IceSettings",
+    "MediaServiceConfig",
     "advertise",
     "configure_ice",
     "ice_servers",
@@ -128,7 +131,19 @@ def link_headers(settings: IceSettings) -> list[str]:
     return links
 
 
-def settings_from(config: Any) -> IceSettings:
+class MediaServiceConfig(ServiceConfig, frozen=True, kw_only=True):
+    """Settings of a service that speaks WebRTC (ingest, edge): CPC_ICE_* (docs/webrtc.md)."""
+
+    ice_hosts: str = ""
+    ice_port_min: int = 0
+    ice_port_max: int = 0
+    ice_advertised_address: str = ""
+    ice_servers: str = ""
+    ice_turn_username: str = ""
+    ice_turn_password: str = ""
+
+
+def settings_from(config: MediaServiceConfig) -> IceSettings:
     """IceSettings from a service config's flat CPC_ICE_* fields (comma-separated lists)."""
 
     def split(value: str) -> list[str]:

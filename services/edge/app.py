@@ -7,8 +7,8 @@ from pathlib import Path
 
 from libs.bus import ConsumerSpec
 from libs.media.aiortc_ext import check_hooks
-from libs.media.ice import configure_ice, settings_from
-from libs.runtime import Runtime, ServiceConfig
+from libs.media.ice import MediaServiceConfig, configure_ice, settings_from
+from libs.runtime import Runtime
 from proto import edge, ingest
 from services.edge.handlers import EdgeHandlers
 
@@ -17,18 +17,11 @@ __all__ = ["EdgeConfig", "run"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class EdgeConfig(ServiceConfig, frozen=True, kw_only=True):
+class EdgeConfig(MediaServiceConfig, frozen=True, kw_only=True):
     """CPC_* settings of the edge service."""
 
     # Video frames one viewer may have queued before it skips to the next keyframe (~1 s at 30 fps).
     viewer_queue_frames: int = 30
-    ice_hosts: str = ""
-    ice_port_min: int = 0
-    ice_port_max: int = 0
-    ice_advertised_address: str = ""
-    ice_servers: str = ""
-    ice_turn_username: str = ""
-    ice_turn_password: str = ""
 
 
 async def run(config: EdgeConfig) -> None:

@@ -6,8 +6,8 @@ import secrets
 from pathlib import Path
 
 from libs.media.aiortc_ext import check_hooks
-from libs.media.ice import configure_ice, settings_from
-from libs.runtime import Runtime, ServiceConfig
+from libs.media.ice import MediaServiceConfig, configure_ice, settings_from
+from libs.runtime import Runtime
 from proto import ingest
 from services.ingest.handlers import IngestHandlers
 
@@ -16,7 +16,7 @@ __all__ = ["IngestConfig", "run"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class IngestConfig(ServiceConfig, frozen=True, kw_only=True):
+class IngestConfig(MediaServiceConfig, frozen=True, kw_only=True):
     """CPC_* settings of the ingest service."""
 
     grace_seconds: float = 10.0
@@ -24,13 +24,6 @@ class IngestConfig(ServiceConfig, frozen=True, kw_only=True):
     stale_seconds: float = 6.0
     media_timeout_seconds: float = 5.0
     connect_timeout_seconds: float = 15.0
-    ice_hosts: str = ""
-    ice_port_min: int = 0
-    ice_port_max: int = 0
-    ice_advertised_address: str = ""
-    ice_servers: str = ""
-    ice_turn_username: str = ""
-    ice_turn_password: str = ""
 
 
 async def run(config: IngestConfig) -> None:

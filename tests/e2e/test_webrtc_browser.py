@@ -19,28 +19,15 @@ import httpx
 import pytest
 
 from tests.conftest import CorsGateway
+from tests.e2e.web_helpers import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.test_webrtc import live_channel
 
-CHROMIUM = Path("/usr/bin/chromium")
 PAGE = (Path(__file__).parent / "webrtc_page.html").read_bytes()
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and os.environ.get("CI") != "true",
     reason="Debian's chromium is not installed at /usr/bin/chromium (CI installs it and runs this test)",
 )
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream=fps=30",
-    "--use-fake-ui-for-media-stream",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # Real host addresses instead of mDNS names, so ingest and edge can pair candidates on this host.
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 class _PageHandler(BaseHTTPRequestHandler):
