@@ -81,3 +81,50 @@ class ViewerLeft(Event, frozen=True, kw_only=True):
     viewer_id: str = ""
     joined_at: datetime
     left_at: datetime
+
+
+class ViewerHistoryRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The channel's owner (`actor_id`) asks for one session's curve: `session_id`, or the latest."""
+
+    channel: str
+    actor_id: str
+    session_id: str = ""
+    bucket_seconds: int = 60
+    sessions: int = 20
+
+
+class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    started_at: datetime
+    ended_at: datetime | None = None
+
+
+class ViewerPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Viewers watching at `at`, the end of a bucket."""
+
+    at: datetime
+    viewers: int
+
+
+class SessionCurve(msgspec.Struct, frozen=True, kw_only=True):
+    """`bucket_seconds` may be wider than asked, so that a long session stays under 1,000 points."""
+
+    session_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    bucket_seconds: int
+    points: list[ViewerPoint]
+    peak: int
+    average: float
+
+
+class ViewerHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """The channel's recent sessions, newest first, and the curve of the one asked for (None if none)."""
+
+    channel_id: str
+    channel_name: str
+    sessions: list[SessionSummary]
+    curve: SessionCurve | None = None
+
+
+VIEWER_HISTORY = Rpc("edge.viewer_history", ViewerHistoryRequest, ViewerHistory)

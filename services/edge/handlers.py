@@ -10,15 +10,16 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from libs.bus import Event, NotFound, Route, Unprocessable, new_id, route
+from libs.bus import Event, NotFound, Route, Unprocessable, new_id, request, route, utcnow
 from libs.db import add_event
 from libs.media.aiortc_ext import restrict_codecs, route_keyframe_requests, send_packed
 from libs.media.ice import IceSettings, advertise, link_headers, rtc_configuration
 from libs.media.sdp import check_offer
 from libs.obs.logging import get_logger
+from proto import channel as pc
 from proto import edge as pe
 from proto import ingest as pi
-from services.edge import store
+from services.edge import domain, store
 from services.edge.playback import PacketTrack, SessionFeed
 
 __all__ = ["EdgeHandlers"]
@@ -49,6 +50,7 @@ class EdgeHandlers:
         return [
             route(pe.OFFER, self.offer),
             route(pe.VIEWERS, self.count),
+            route(pe.VIEWER_HISTORY, self.viewer_history),
             route(pe.delete_rpc(self.process_id), self.delete),
         ]
 
@@ -168,10 +170,37 @@ class EdgeHandlers:
             n = await store.count_viewers(conn, req.channel_name.lower())
         return pe.ViewerCount(channel_name=req.channel_name.lower(), viewers=n)
 
+    async def viewer_history(self, req: pe.ViewerHistoryRequest) -> pe.ViewerHistory:
+        """edge.viewer_history: the owner's recent sessions and one session's viewer curve, peak, average."""
+        domain.check_history_request(req.bucket_seconds, req.sessions)
+        channel = await request(self.nc, pc.GET, pc.GetChannel(name=req.channel))
+        domain.check_owner(channel.owner_id, req.actor_id, channel=channel.name)
+        async with self.pool.acquire() as conn:
+            rows = await store.list_sessions(conn, channel.id, req.sessions)
+            sessions = [pe.SessionSummary(**dict(r)) for r in rows]
+            chosen = next((s for s in sessions if s.session_id == req.session_id), None)
+            if req.session_id and chosen is None:
+                raise NotFound(
+                    f'channel "{channel.name}" has no recent session "{req.session_id}"',
+                    code="session_not_found",
+                )
+            chosen = chosen or (sessions[0] if sessions else None)
+            curve = await _curve(conn, chosen, req.bucket_seconds) if chosen else None
+        return pe.ViewerHistory(
+            channel_id=channel.id, channel_name=channel.name, sessions=sessions, curve=curve
+        )
+
     async def on_session(self, event: Event) -> None:
-        """Keep the live sessions table; viewers of an ended session leave."""
+        """Keep the live sessions table and the sessions history; viewers of an ended session leave."""
         async with self.pool.acquire() as conn:
             if isinstance(event, pi.SessionStarted):
+                await store.put_session(
+                    conn,
+                    session_id=event.session_id,
+                    channel_id=event.channel_id,
+                    channel_name=event.channel_name,
+                    started_at=event.started_at,
+                )
                 await store.put_live(
                     conn,
                     channel_name=event.channel_name,
@@ -184,6 +213,14 @@ class EdgeHandlers:
                 return
             assert isinstance(event, pi.SessionEnded)
             await store.end_live(conn, event.session_id)
+            await store.end_session(
+                conn,
+                session_id=event.session_id,
+                channel_id=event.channel_id,
+                channel_name=event.channel_name,
+                started_at=event.started_at,
+                ended_at=event.ended_at,
+            )
         for resource, viewer in list(self.viewers.items()):
             if viewer.session_id == event.session_id:
                 await self._leave(resource)
@@ -219,3 +256,21 @@ async def _record_leave(conn: Any, viewer_session_id: str) -> None:
                 left_at=row["left_at"],
             ),
         )
+
+
+async def _curve(conn: Any, session: pe.SessionSummary, bucket_seconds: int) -> pe.SessionCurve:
+    """The session's viewer curve up to its end (now while it is live) and its exact peak and average."""
+    until = session.ended_at or utcnow()
+    bucket = domain.curve_bucket((until - session.started_at).total_seconds(), bucket_seconds)
+    bounds: dict[str, Any] = {"session_id": session.session_id, "started_at": session.started_at, "ended_at": until}
+    points = await store.viewer_curve(conn, bucket=bucket, **bounds)
+    stats = await store.session_stats(conn, **bounds)
+    return pe.SessionCurve(
+        session_id=session.session_id,
+        started_at=session.started_at,
+        ended_at=session.ended_at,
+        bucket_seconds=bucket,
+        points=[pe.ViewerPoint(at=p["at"], viewers=p["viewers"]) for p in points],
+        peak=stats["peak"],
+        average=round(stats["average"], 3),
+    )

@@ -7,12 +7,17 @@ from typing import Any
 __all__ = [
     "count_viewers",
     "end_live",
+    "end_session",
     "fetch_live",
     "heartbeat",
     "insert_viewer",
     "leave",
+    "list_sessions",
     "put_live",
+    "put_session",
+    "session_stats",
     "stale_viewers",
+    "viewer_curve",
 ]
 
 
@@ -97,3 +102,80 @@ async def count_viewers(conn: Any, channel_name: str) -> int:
         "SELECT count(*) FROM viewers WHERE channel_name = $1 AND left_at IS NULL", channel_name
     )
     return n
+
+
+async def put_session(
+    conn: Any, *, session_id: str, channel_id: str, channel_name: str, started_at: Any
+) -> None:
+    """Keep the session for its history (idempotent)."""
+    await conn.execute(
+        "INSERT INTO sessions (session_id, channel_id, channel_name, started_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (session_id) DO NOTHING",
+        session_id,
+        channel_id,
+        channel_name,
+        started_at,
+    )
+
+
+async def end_session(
+    conn: Any, *, session_id: str, channel_id: str, channel_name: str, started_at: Any, ended_at: Any
+) -> None:
+    """The session ended (idempotent; records it even if its start was never seen)."""
+    await conn.execute(
+        "INSERT INTO sessions (session_id, channel_id, channel_name, started_at, ended_at) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET ended_at = $5",
+        session_id,
+        channel_id,
+        channel_name,
+        started_at,
+        ended_at,
+    )
+
+
+async def list_sessions(conn: Any, channel_id: str, limit: int) -> list[Any]:
+    """The channel's most recent sessions, newest first."""
+    rows: list[Any] = await conn.fetch(
+        "SELECT session_id, started_at, ended_at FROM sessions WHERE channel_id = $1 "
+        "ORDER BY started_at DESC LIMIT $2",
+        channel_id,
+        limit,
+    )
+    return rows
+
+
+async def viewer_curve(
+    conn: Any, *, session_id: str, started_at: Any, ended_at: Any, bucket: int
+) -> list[Any]:
+    """Viewers watching at the end of each `bucket`-second bucket from `started_at` to `ended_at`; the last
+    bucket ends at `ended_at` (a viewer counts at `t` when joined_at <= t < left_at)."""
+    rows: list[Any] = await conn.fetch(
+        "WITH p AS (SELECT $2::timestamptz AS s, $3::timestamptz AS e, $4::float8 AS w), "
+        "b AS (SELECT least(p.s + make_interval(secs => i * p.w), p.e) AS at FROM p, "
+        "  generate_series(1, greatest(ceil(extract(epoch FROM p.e - p.s) / p.w)::int, 1)) AS i) "
+        "SELECT b.at, (SELECT count(*) FROM viewers v WHERE v.session_id = $1 AND v.joined_at <= b.at "
+        "  AND (v.left_at IS NULL OR v.left_at > b.at))::int AS viewers "
+        "FROM b ORDER BY b.at",
+        session_id,
+        started_at,
+        ended_at,
+        float(bucket),
+    )
+    return rows
+
+
+async def session_stats(conn: Any, *, session_id: str, started_at: Any, ended_at: Any) -> Any:
+    """The session's exact peak (most viewers at once) and average viewers (watch time / duration)."""
+    return await conn.fetchrow(
+        "WITH p AS (SELECT $2::timestamptz AS s, $3::timestamptz AS e), "
+        "v AS (SELECT greatest(joined_at, p.s) AS a, least(coalesce(left_at, p.e), p.e) AS b "
+        "  FROM viewers, p WHERE session_id = $1), "
+        "d AS (SELECT a AS at, 1 AS delta FROM v WHERE b > a UNION ALL SELECT b, -1 FROM v WHERE b > a), "
+        "r AS (SELECT sum(delta) OVER (ORDER BY at, delta ROWS UNBOUNDED PRECEDING) AS n FROM d) "
+        "SELECT coalesce((SELECT max(n) FROM r), 0)::int AS peak, "
+        "  coalesce((SELECT sum(extract(epoch FROM b - a)) FROM v WHERE b > a), 0)::float8 "
+        "  / greatest((SELECT extract(epoch FROM p.e - p.s) FROM p), 1)::float8 AS average",
+        session_id,
+        started_at,
+        ended_at,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.gateway.routes import (
+    analytics,
     auth,
     channels,
     chat,
@@ -22,6 +23,7 @@ ROUTES: list[Any] = [
     *auth.ROUTES,
     *channels.ROUTES,
     *social.ROUTES,
+    *analytics.ROUTES,
     *notifications.ROUTES,
     *webrtc.ROUTES,
     *dash.ROUTES,
