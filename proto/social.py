@@ -5,7 +5,7 @@ follows whom; chat keeps follow ages and subscriber badges). Requests are added 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar
 
 import msgspec
@@ -156,6 +156,30 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
     subscribers: int
 
 
+class HistoryRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The channel's owner (`actor_id`) asks for its audience over the last `days` days (UTC)."""
+
+    channel: str
+    actor_id: str
+    days: int = 30
+
+
+class AudiencePoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Followers and active subscribers at the end of `day` (UTC; today: now)."""
+
+    day: date
+    followers: int
+    subscribers: int
+
+
+class AudienceHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """Oldest day first. Unfollows delete their row, so a past day counts only the follows that remain."""
+
+    channel_id: str
+    channel_name: str
+    points: list[AudiencePoint]
+
+
 class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     """A user's subscription to a channel as it is now; `active` false once it ended."""
 
@@ -262,6 +286,7 @@ UNFOLLOW = Rpc("social.unfollow", FollowRequest, FollowState)
 FOLLOWERS = Rpc("social.followers", ListFollowers, FollowPage)
 FOLLOWING = Rpc("social.following", ListFollowing, FollowPage)
 COUNTS = Rpc("social.counts", CountsRequest, Counts)
+HISTORY = Rpc("social.history", HistoryRequest, AudienceHistory)
 RELATIONSHIP = Rpc("social.relationship", RelationshipRequest, Relationship)
 SUBSCRIPTIONS = Rpc("social.subscriptions", ListSubscriptions, SubscriptionList)
 GIFT = Rpc("social.gift", GiftRequest, GiftResult)

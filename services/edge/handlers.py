@@ -262,7 +262,11 @@ async def _curve(conn: Any, session: pe.SessionSummary, bucket_seconds: int) -> 
     """The session's viewer curve up to its end (now while it is live) and its exact peak and average."""
     until = session.ended_at or utcnow()
     bucket = domain.curve_bucket((until - session.started_at).total_seconds(), bucket_seconds)
-    bounds: dict[str, Any] = {"session_id": session.session_id, "started_at": session.started_at, "ended_at": until}
+    bounds: dict[str, Any] = {
+        "session_id": session.session_id,
+        "started_at": session.started_at,
+        "ended_at": until,
+    }
     points = await store.viewer_curve(conn, bucket=bucket, **bounds)
     stats = await store.session_stats(conn, **bounds)
     return pe.SessionCurve(

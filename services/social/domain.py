@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from libs.bus import BadRequest, new_id
+from libs.bus import BadRequest, Forbidden, new_id
 from proto import social as ps
 from proto.social import Subscription
 
@@ -41,6 +41,8 @@ GIFT_COUNT_MAX = 100
 MONTHS_MAX = 24
 TIERS = (1, 2, 3)
 
+HISTORY_DAYS_MAX = 365
+
 
 def check_tier(tier: int) -> int:
     """A tier of 1, 2 or 3."""
@@ -67,6 +69,19 @@ def check_not_owner(owner_id: str, user_id: str, *, channel: str, action: str) -
     """A channel's owner cannot follow or subscribe to it."""
     if owner_id == user_id:
         raise BadRequest(f'you own channel "{channel}" and cannot {action} it', code="own_channel")
+
+
+def check_days(days: int) -> int:
+    """An audience history of 1 to 365 days."""
+    if not 1 <= days <= HISTORY_DAYS_MAX:
+        raise BadRequest(f"days must be between 1 and {HISTORY_DAYS_MAX}, not {days}", code="invalid_days")
+    return days
+
+
+def check_owner(owner_id: str, actor_id: str, *, channel: str, action: str) -> None:
+    """Only a channel's owner may `action`."""
+    if not actor_id or owner_id != actor_id:
+        raise Forbidden(f'only the owner of channel "{channel}" may {action}', code="not_owner")
 
 
 class SubState(msgspec.Struct, frozen=True, kw_only=True):

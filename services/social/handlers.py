@@ -50,6 +50,7 @@ class FollowHandlers:
             route(ps.FOLLOWERS, self.followers),
             route(ps.FOLLOWING, self.following),
             route(ps.COUNTS, self.counts),
+            route(ps.HISTORY, self.history),
             route(ps.RELATIONSHIP, self.relationship),
         ]
 
@@ -136,6 +137,25 @@ class FollowHandlers:
             channel_name=channel["name"],
             followers=followers,
             subscribers=subscribers,
+        )
+
+    async def history(self, req: ps.HistoryRequest) -> ps.AudienceHistory:
+        """social.history: the owner's daily followers and active subscribers (see store.audience_history
+        for what unfollows and restarts leave out)."""
+        days = domain.check_days(req.days)
+        async with self.pool.acquire() as conn:
+            channel = await self.directory.channel(conn, req.channel)
+            domain.check_owner(
+                channel["owner_id"], req.actor_id, channel=channel["name"], action="see its audience"
+            )
+            rows = await store.audience_history(conn, channel_id=channel["id"], days=days)
+        return ps.AudienceHistory(
+            channel_id=channel["id"],
+            channel_name=channel["name"],
+            points=[
+                ps.AudiencePoint(day=r["day"], followers=r["followers"], subscribers=r["subscribers"])
+                for r in rows
+            ],
         )
 
     async def relationship(self, req: ps.RelationshipRequest) -> ps.Relationship:

@@ -9,6 +9,7 @@ from services.social.domain import Cursor, SubState
 
 __all__ = [
     "active_subscribers",
+    "audience_history",
     "delete_follow",
     "due_subscriptions",
     "fetch_channel",
@@ -168,6 +169,26 @@ async def follower_count(conn: Any, *, channel_id: str) -> tuple[int, int]:
         channel_id,
     )
     return int(row["follower_count"]), int(row["subscribers"])
+
+
+async def audience_history(conn: Any, *, channel_id: str, days: int) -> list[Row]:
+    """Per UTC day, oldest first: follows made by the day's end (or now) and subscriptions active then.
+    Unfollows delete their row and a restarted subscription keeps only its latest start, so past days
+    undercount what was lost since; only the present is exact."""
+    rows: list[Row] = await conn.fetch(
+        "WITH d AS (SELECT day::date AS day, least((day + interval '1 day') AT TIME ZONE 'UTC', now()) AS t "
+        "  FROM generate_series(((now() AT TIME ZONE 'UTC')::date - ($2::int - 1))::timestamp, "
+        "    (now() AT TIME ZONE 'UTC')::date::timestamp, interval '1 day') AS day) "
+        "SELECT d.day, "
+        " (SELECT count(*) FROM follows f WHERE f.channel_id = $1 AND f.followed_at <= d.t)::int"
+        "   AS followers,"
+        " (SELECT count(*) FROM subscriptions s WHERE s.channel_id = $1 AND s.started_at <= d.t"
+        "   AND (s.ended_at IS NULL OR s.ended_at > d.t))::int AS subscribers "
+        "FROM d ORDER BY d.day",
+        channel_id,
+        days,
+    )
+    return rows
 
 
 async def fetch_subscription(conn: Any, *, user_id: str, channel_id: str) -> Row | None:

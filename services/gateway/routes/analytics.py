@@ -9,6 +9,7 @@ from litestar import Request, get
 from litestar.di import Provide
 
 from proto import edge as pe
+from proto import social as ps
 from services.gateway.auth import AuthUser, current_user
 from services.gateway.backend import Backend
 
@@ -34,4 +35,13 @@ async def viewer_history(
     return await _backend(request).call(pe.VIEWER_HISTORY, payload)
 
 
-ROUTES: list[Any] = [viewer_history]
+@get("/api/v1/channels/{name:str}/analytics/audience", dependencies=SIGNED_IN, tags=["analytics"])
+async def audience_history(
+    request: Request[Any, Any, Any], name: str, user: AuthUser, days: int = 30
+) -> ps.AudienceHistory:
+    """Followers and active subscribers at the end of each of the last `days` days, UTC (owner only)."""
+    payload = ps.HistoryRequest(channel=name, actor_id=user.id, days=days)
+    return await _backend(request).call(ps.HISTORY, payload)
+
+
+ROUTES: list[Any] = [viewer_history, audience_history]
