@@ -1,8 +1,8 @@
 import { api, ApiError, enc, raw, session, type Channel } from "../api";
-import { lineChart, type Point } from "../charts";
 import { field, h, toast } from "../dom";
 import { navigate } from "../router";
 import { whip } from "../webrtc";
+import { analyticsCard } from "./dashboard-analytics";
 import { brandingCard, emotesCard, rolesCard, termsCard } from "./manage";
 
 const keyStore = (name: string): string => `cpc.key.${name}`;
@@ -151,36 +151,6 @@ function infoCard(c: Channel): HTMLElement {
     }
   });
   return form;
-}
-
-async function followerSeries(name: string): Promise<Point[]> {
-  const times: number[] = [];
-  let cursor = "";
-  for (let page = 0; page < 20; page++) {
-    const r = await api<{ items: { followed_at: string }[]; next_cursor: string | null }>(`/api/v1/channels/${enc(name)}/followers?limit=100${cursor ? `&cursor=${enc(cursor)}` : ""}`);
-    r.items.forEach((f) => times.push(Date.parse(f.followed_at)));
-    if (!r.next_cursor) break;
-    cursor = r.next_cursor;
-  }
-  times.sort((a, b) => a - b);
-  return times.map((t, i) => ({ t, v: i + 1 }));
-}
-
-function analyticsCard(c: Channel): { el: HTMLElement; stop: () => void } {
-  const viewersBox = h("div", {});
-  const followersBox = h("div", {});
-  const samples: Point[] = [];
-  const sample = async (): Promise<void> => {
-    const live = await api<Channel>(`/api/v1/channels/${enc(c.name)}`).catch(() => null);
-    if (!live?.live) return;
-    const v = await api<{ viewers: number }>(`/api/v1/channels/${enc(c.name)}/viewers`).catch(() => null);
-    if (v) samples.push({ t: Date.now(), v: v.viewers });
-    viewersBox.replaceChildren(lineChart("Viewers, this session", samples));
-  };
-  void followerSeries(c.name).then((s) => followersBox.replaceChildren(lineChart("Followers over time", s)));
-  viewersBox.replaceChildren(lineChart("Viewers, this session", samples));
-  const timer = setInterval(() => void sample(), 5000);
-  return { el: h("section", { class: "card", "aria-labelledby": "stats-title" }, h("h2", { id: "stats-title" }, "Analytics"), h("div", { class: "charts" }, viewersBox, followersBox)), stop: () => clearInterval(timer) };
 }
 
 export async function dashboardPage(main: HTMLElement): Promise<void | (() => void)> {
