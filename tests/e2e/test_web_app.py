@@ -199,6 +199,9 @@ async def test_screens_keyboard_and_phone_layout(
         await screenshot(page, "channel")
         await page.goto("/dashboard")
         await page.get_by_role("heading", name="Creator dashboard").wait_for()
+        # Analytics from the services: never live, so no viewer curve; the audience chart has its 30 days.
+        await page.get_by_test_id("viewer-chart").get_by_text("No data yet.").wait_for()
+        await page.get_by_test_id("audience-chart").locator("svg").wait_for()
         await no_sideways_scroll(page)
         await screenshot(page, "dashboard")
         if size == "desktop":

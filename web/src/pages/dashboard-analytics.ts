@@ -43,6 +43,8 @@ function bucketFor(s: SessionSummary | undefined): number {
 function viewersSection(c: Channel): { el: HTMLElement; stop: () => void } {
   const picker = h("select", { "aria-label": "Session", "data-testid": "session-picker" });
   const box = h("div", { "data-testid": "viewer-chart" });
+  const pickerField = field("Session", picker);
+  pickerField.hidden = true;
   let sessions: SessionSummary[] = [];
   const draw = async (): Promise<void> => {
     const chosen = sessions.find((s) => s.session_id === picker.value) ?? sessions[0];
@@ -53,7 +55,7 @@ function viewersSection(c: Channel): { el: HTMLElement; stop: () => void } {
       sessions = r.sessions;
       picker.replaceChildren(...sessions.map((s) => h("option", { value: s.session_id }, sessionLabel(s))));
       picker.value = keep && sessions.some((s) => s.session_id === keep) ? keep : (sessions[0]?.session_id ?? "");
-      picker.hidden = sessions.length === 0;
+      pickerField.hidden = sessions.length === 0;
     }
     if (!r.curve) return void box.replaceChildren(lineChart("Viewers per session", []));
     const points = r.curve.points.map((p) => ({ t: Date.parse(p.at), v: p.viewers }));
@@ -71,7 +73,7 @@ function viewersSection(c: Channel): { el: HTMLElement; stop: () => void } {
     const chosen = sessions.find((s) => s.session_id === picker.value);
     if (!chosen || !chosen.ended_at || picker.value === sessions[0]?.session_id) refresh();
   }, LIVE_REFRESH_MS);
-  return { el: h("div", {}, field("Session", picker), box), stop: () => clearInterval(timer) };
+  return { el: h("div", {}, pickerField, box), stop: () => clearInterval(timer) };
 }
 
 function audienceSection(c: Channel): HTMLElement {
