@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from libs.bus import BadRequest, Unauthorized
+from libs.bus import BadRequest, Forbidden, Unauthorized
 from proto import social as ps
 from services.social import domain, payments, store
 
@@ -122,3 +122,14 @@ def test_event_envelope_parsing() -> None:
     assert (data.username, data.channel, data.tier, data.period_end) == ("fan", "painter", None, None)
     with pytest.raises(BadRequest, match="not a valid event"):
         payments.parse_event(b"[]")
+
+
+def test_audience_history_days_and_owner() -> None:
+    """1 to 365 days, else a 400 naming `days`; only the owner may ask."""
+    assert domain.check_days(1) == 1
+    assert domain.check_days(365) == 365
+    for days in (0, 366):
+        with pytest.raises(BadRequest, match="days"):
+            domain.check_days(days)
+    with pytest.raises(Forbidden, match="owner"):
+        domain.check_owner("o", "x", channel="c", action="see its audience")
