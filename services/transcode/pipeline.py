@@ -9,6 +9,7 @@ from typing import Any
 
 import av
 from av.video.frame import PictureType
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from libs.obs.logging import get_logger
 from services.transcode.domain import Rung
@@ -102,13 +103,23 @@ class RungEncoder:
         self.extradata = bytes(self.ctx.extradata or b"")
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"transcode-{rung.label}")
         self.last_pts = -1
+        self.flushed = False
+        # Our own scaler: `frame.reformat` keeps one on the (shared) decoded picture, so the rung threads
+        # would rebuild and race on a single SwsContext for their different sizes.
+        self.scaler = VideoReformatter()
 
     def encode(self, frame: av.VideoFrame | None, pts_ms: int, keyframe: bool) -> list[Packet]:
         """Packets for one picture; `keyframe` forces a keyframe (a segment boundary), None flushes."""
         if frame is None:
+            if self.flushed:
+                return []
+            self.flushed = True
             packets = self.ctx.encode(None)
         else:
-            scaled = frame.reformat(width=self.rung.width, height=self.rung.height, format="yuv420p")
+            scaled = self.scaler.reformat(
+                frame, width=self.rung.width, height=self.rung.height, format="yuv420p",
+                interpolation=Interpolation.BILINEAR, threads=1,
+            )  # fmt: skip
             # Pictures decoded from a keyframe come marked I, which would make every rung emit keyframes
             # there (3x slower, 2x bitrate): only segment boundaries may force one.
             scaled.pict_type = PictureType.I if keyframe else PictureType.NONE
@@ -121,5 +132,7 @@ class RungEncoder:
         return out
 
     def close(self) -> None:
-        """Stop the encoder thread."""
+        """Flush the encoder if the stream's end did not (SVT-AV1 must see its end) and stop the thread."""
+        if not self.flushed:
+            self.pool.submit(self.encode, None, 0, False).result()
         self.pool.shutdown(wait=True)
