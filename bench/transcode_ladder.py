@@ -28,7 +28,7 @@ from libs.devstack.stack import OPERATOR_TOKEN, Stack
 from libs.media.synthetic import SyntheticBroadcast, plasma
 from services.transcode.domain import parse_ladder
 from services.transcode.pipeline import Decoder, RungEncoder
-from services.transcode.segmenter import Segmenter
+from services.transcode.segmenter import SegmentBuffer, Segmenter
 from services.transcode.webm import mux_video
 
 LADDER = "1280x720:2500,854x480:1200,640x360:700"
@@ -62,6 +62,15 @@ async def run_pipeline(packets: list[tuple[bytes, int]]) -> float:
     muxer = ThreadPoolExecutor(max_workers=2)
     started = time.perf_counter()
     writes = []
+
+    def write(segments: list[SegmentBuffer]) -> None:
+        for done in segments:
+            for i, r in enumerate(rungs):
+                args = dict(width=r.rung.width, height=r.rung.height, extradata=r.extradata, fps=FPS)
+                writes.append(
+                    loop.run_in_executor(muxer, lambda d=done, i=i, a=args: mux_video(d.video[i], **a))
+                )
+
     for data, t in packets:
         for picture in await loop.run_in_executor(decoder.pool, decoder.decode, data, t):
             key = seg.video_frame(t)
@@ -70,12 +79,13 @@ async def run_pipeline(packets: list[tuple[bytes, int]]) -> float:
             )
             for i, out in enumerate(results):
                 seg.add_video(i, out)
-        for done in seg.ready(audio_stale=True):
-            for i, r in enumerate(rungs):
-                args = dict(width=r.rung.width, height=r.rung.height, extradata=r.extradata, fps=FPS)
-                writes.append(
-                    loop.run_in_executor(muxer, lambda d=done, i=i, a=args: mux_video(d.video[i], **a))
-                )
+        write(seg.ready(audio_stale=True))
+    # The end of the stream, as the service does it (and as the CLI does): flush the encoders and write
+    # the last segment.
+    flushed = await asyncio.gather(*(loop.run_in_executor(r.pool, r.encode, None, 0, False) for r in rungs))
+    for i, out in enumerate(flushed):
+        seg.add_video(i, out)
+    write(seg.close(packets[-1][1] + 1000 // FPS))
     await asyncio.gather(*writes)
     elapsed = time.perf_counter() - started
     for r in rungs:
