@@ -3,6 +3,9 @@ the GIL in decode, scale and encode, so rungs encode in parallel). Nothing here 
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
@@ -14,7 +17,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from libs.obs.logging import get_logger
 from services.transcode.domain import Rung
 
-__all__ = ["DECODERS", "Decoder", "Packet", "RungEncoder", "choose_encoder"]
+__all__ = ["DECODERS", "Decoder", "Ladder", "Packet", "RungEncoder", "choose_encoder"]
 
 log = get_logger("transcode")
 
@@ -104,12 +107,14 @@ class RungEncoder:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"transcode-{rung.label}")
         self.last_pts = -1
         self.flushed = False
+        self.busy_seconds = 0.0  # scaling and encoding time, for the realtime factor
         # Our own scaler: `frame.reformat` keeps one on the (shared) decoded picture, so the rung threads
         # would rebuild and race on a single SwsContext for their different sizes.
         self.scaler = VideoReformatter()
 
     def encode(self, frame: av.VideoFrame | None, pts_ms: int, keyframe: bool) -> list[Packet]:
         """Packets for one picture; `keyframe` forces a keyframe (a segment boundary), None flushes."""
+        started = time.perf_counter()
         if frame is None:
             if self.flushed:
                 return []
@@ -129,6 +134,7 @@ class RungEncoder:
         out = [(bytes(p), int(p.pts or 0), bool(p.is_keyframe)) for p in packets]
         if out:
             self.last_pts = out[-1][1]
+        self.busy_seconds += time.perf_counter() - started
         return out
 
     def close(self) -> None:
@@ -136,3 +142,36 @@ class RungEncoder:
         if not self.flushed:
             self.pool.submit(self.encode, None, 0, False).result()
         self.pool.shutdown(wait=True)
+
+
+class Ladder:
+    """Feeds every rung without waiting for it: a picture goes to each rung's thread at once and the
+    caller decodes the next one meanwhile, so the small rungs and the decoder fill the time the largest
+    rung spends encoding. At most `depth` pictures are in flight; packets come back in picture order."""
+
+    def __init__(self, rungs: list[RungEncoder], *, depth: int = 4) -> None:
+        self.rungs = rungs
+        self.depth = depth
+        self.pending: deque[asyncio.Future[list[list[Packet]]]] = deque()
+
+    def submit(self, picture: av.VideoFrame, pts_ms: int, keyframe: bool) -> None:
+        """Start encoding one picture on every rung."""
+        loop = asyncio.get_running_loop()
+        jobs = [loop.run_in_executor(r.pool, r.encode, picture, pts_ms, keyframe) for r in self.rungs]
+        self.pending.append(asyncio.gather(*jobs))
+
+    async def collect(self) -> list[list[list[Packet]]]:
+        """Per finished picture, each rung's packets: the ones done, and the oldest while over `depth`."""
+        out = []
+        while self.pending and (self.pending[0].done() or len(self.pending) > self.depth):
+            out.append(await self.pending.popleft())
+        return out
+
+    async def flush(self) -> list[list[list[Packet]]]:
+        """Every picture still in flight, then what the encoders held back (the end of the stream)."""
+        out = [await job for job in self.pending]
+        self.pending.clear()
+        loop = asyncio.get_running_loop()
+        jobs = [loop.run_in_executor(r.pool, r.encode, None, 0, False) for r in self.rungs]
+        out.append(list(await asyncio.gather(*jobs)))
+        return out
