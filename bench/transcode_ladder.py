@@ -27,8 +27,8 @@ from libs.bus import connect
 from libs.devstack.stack import OPERATOR_TOKEN, Stack
 from libs.media.synthetic import SyntheticBroadcast, plasma
 from services.transcode.domain import parse_ladder
-from services.transcode.pipeline import Decoder, RungEncoder
-from services.transcode.segmenter import Segmenter
+from services.transcode.pipeline import Decoder, Ladder, Packet, RungEncoder
+from services.transcode.segmenter import SegmentBuffer, Segmenter
 from services.transcode.webm import mux_video
 
 LADDER = "1280x720:2500,854x480:1200,640x360:700"
@@ -57,25 +57,35 @@ async def run_pipeline(packets: list[tuple[bytes, int]]) -> float:
     """Wall seconds for the service's pipeline to turn the packets into 3 rungs of WebM segments."""
     loop = asyncio.get_running_loop()
     rungs = [RungEncoder(r, encoder="libsvtav1", fps=FPS, preset=PRESET) for r in parse_ladder(LADDER)]
+    ladder = Ladder(rungs)
     decoder = Decoder("vp8")
     seg = Segmenter(segment_ms=SEGMENT_S * 1000, rungs=len(rungs), first_number=1)
     muxer = ThreadPoolExecutor(max_workers=2)
     started = time.perf_counter()
     writes = []
-    for data, t in packets:
-        for picture in await loop.run_in_executor(decoder.pool, decoder.decode, data, t):
-            key = seg.video_frame(t)
-            results = await asyncio.gather(
-                *(loop.run_in_executor(r.pool, r.encode, picture, t, key) for r in rungs)
-            )
-            for i, out in enumerate(results):
-                seg.add_video(i, out)
-        for done in seg.ready(audio_stale=True):
+
+    def write(segments: list[SegmentBuffer]) -> None:
+        for done in segments:
             for i, r in enumerate(rungs):
                 args = dict(width=r.rung.width, height=r.rung.height, extradata=r.extradata, fps=FPS)
                 writes.append(
                     loop.run_in_executor(muxer, lambda d=done, i=i, a=args: mux_video(d.video[i], **a))
                 )
+
+    def place(done: list[list[list[Packet]]]) -> None:
+        for results in done:
+            for i, out in enumerate(results):
+                seg.add_video(i, out)
+
+    for data, t in packets:
+        for picture in await loop.run_in_executor(decoder.pool, decoder.decode, data, t):
+            ladder.submit(picture, t, seg.video_frame(t))
+        place(await ladder.collect())
+        write(seg.ready(audio_stale=True))
+    # The end of the stream, as the service does it (and as the CLI does): flush the encoders and write
+    # the last segment.
+    place(await ladder.flush())
+    write(seg.close(packets[-1][1] + 1000 // FPS))
     await asyncio.gather(*writes)
     elapsed = time.perf_counter() - started
     for r in rungs:

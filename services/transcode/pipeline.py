@@ -3,17 +3,21 @@ the GIL in decode, scale and encode, so rungs encode in parallel). Nothing here 
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
 import av
 from av.video.frame import PictureType
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from libs.obs.logging import get_logger
 from services.transcode.domain import Rung
 
-__all__ = ["DECODERS", "Decoder", "Packet", "RungEncoder", "choose_encoder"]
+__all__ = ["DECODERS", "Decoder", "Ladder", "Packet", "RungEncoder", "choose_encoder"]
 
 log = get_logger("transcode")
 
@@ -102,13 +106,25 @@ class RungEncoder:
         self.extradata = bytes(self.ctx.extradata or b"")
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"transcode-{rung.label}")
         self.last_pts = -1
+        self.flushed = False
+        self.busy_seconds = 0.0  # scaling and encoding time, for the realtime factor
+        # Our own scaler: `frame.reformat` keeps one on the (shared) decoded picture, so the rung threads
+        # would rebuild and race on a single SwsContext for their different sizes.
+        self.scaler = VideoReformatter()
 
     def encode(self, frame: av.VideoFrame | None, pts_ms: int, keyframe: bool) -> list[Packet]:
         """Packets for one picture; `keyframe` forces a keyframe (a segment boundary), None flushes."""
+        started = time.perf_counter()
         if frame is None:
+            if self.flushed:
+                return []
+            self.flushed = True
             packets = self.ctx.encode(None)
         else:
-            scaled = frame.reformat(width=self.rung.width, height=self.rung.height, format="yuv420p")
+            scaled = self.scaler.reformat(
+                frame, width=self.rung.width, height=self.rung.height, format="yuv420p",
+                interpolation=Interpolation.BILINEAR, threads=1,
+            )  # fmt: skip
             # Pictures decoded from a keyframe come marked I, which would make every rung emit keyframes
             # there (3x slower, 2x bitrate): only segment boundaries may force one.
             scaled.pict_type = PictureType.I if keyframe else PictureType.NONE
@@ -118,8 +134,44 @@ class RungEncoder:
         out = [(bytes(p), int(p.pts or 0), bool(p.is_keyframe)) for p in packets]
         if out:
             self.last_pts = out[-1][1]
+        self.busy_seconds += time.perf_counter() - started
         return out
 
     def close(self) -> None:
-        """Stop the encoder thread."""
+        """Flush the encoder if the stream's end did not (SVT-AV1 must see its end) and stop the thread."""
+        if not self.flushed:
+            self.pool.submit(self.encode, None, 0, False).result()
         self.pool.shutdown(wait=True)
+
+
+class Ladder:
+    """Feeds every rung without waiting for it: a picture goes to each rung's thread at once and the
+    caller decodes the next one meanwhile, so the small rungs and the decoder fill the time the largest
+    rung spends encoding. At most `depth` pictures are in flight; packets come back in picture order."""
+
+    def __init__(self, rungs: list[RungEncoder], *, depth: int = 4) -> None:
+        self.rungs = rungs
+        self.depth = depth
+        self.pending: deque[asyncio.Future[list[list[Packet]]]] = deque()
+
+    def submit(self, picture: av.VideoFrame, pts_ms: int, keyframe: bool) -> None:
+        """Start encoding one picture on every rung."""
+        loop = asyncio.get_running_loop()
+        jobs = [loop.run_in_executor(r.pool, r.encode, picture, pts_ms, keyframe) for r in self.rungs]
+        self.pending.append(asyncio.gather(*jobs))
+
+    async def collect(self) -> list[list[list[Packet]]]:
+        """Per finished picture, each rung's packets: the ones done, and the oldest while over `depth`."""
+        out = []
+        while self.pending and (self.pending[0].done() or len(self.pending) > self.depth):
+            out.append(await self.pending.popleft())
+        return out
+
+    async def flush(self) -> list[list[list[Packet]]]:
+        """Every picture still in flight, then what the encoders held back (the end of the stream)."""
+        out = [await job for job in self.pending]
+        self.pending.clear()
+        loop = asyncio.get_running_loop()
+        jobs = [loop.run_in_executor(r.pool, r.encode, None, 0, False) for r in self.rungs]
+        out.append(list(await asyncio.gather(*jobs)))
+        return out

@@ -18,7 +18,7 @@ from proto import ingest
 from proto import transcode as pt
 from services.transcode import domain, store
 from services.transcode.metrics import LIVE_STREAMS, REALTIME_FACTOR, SEGMENTS
-from services.transcode.pipeline import Decoder, Packet, RungEncoder
+from services.transcode.pipeline import Decoder, Ladder, Packet, RungEncoder
 from services.transcode.recordings import finalize_recording
 from services.transcode.segmenter import SegmentBuffer, Segmenter
 from services.transcode.settings import TranscodeConfig
@@ -56,7 +56,7 @@ class SessionRunner:
         # Fixed at the first segment (or by the replica before us): the manifest's tracks never change.
         self.with_audio: bool | None = None
         self.inits_written: set[str] = set()
-        self.encode_seconds: list[float] = []
+        self.ladder: Ladder | None = None
         self.writer: asyncio.Queue[SegmentBuffer | None] = asyncio.Queue()
 
     async def run(self) -> None:
@@ -176,12 +176,14 @@ class SessionRunner:
                 await self._start_ladder(picture.width, picture.height)
             assert self.segmenter is not None
             self.last_t = t
-            key = self.segmenter.video_frame(t)
-            started = time.perf_counter()
-            results = await asyncio.gather(
-                *(loop.run_in_executor(r.pool, r.encode, picture, t, key) for r in self.rungs)
-            )
-            self.encode_seconds = [s + time.perf_counter() - started for s in self.encode_seconds]
+            assert self.ladder is not None
+            self.ladder.submit(picture, t, self.segmenter.video_frame(t))
+        if self.ladder is not None:
+            self._place(await self.ladder.collect())
+
+    def _place(self, done: list[list[list[Packet]]]) -> None:
+        assert self.segmenter is not None
+        for results in done:
             for i, packets in enumerate(results):
                 self.segmenter.add_video(i, packets)
 
@@ -192,7 +194,7 @@ class SessionRunner:
         self.rungs = list(
             await asyncio.gather(*(loop.run_in_executor(None, self._open_rung, r) for r in rungs))
         )
-        self.encode_seconds = [0.0] * len(rungs)
+        self.ladder = Ladder(self.rungs)
         self.segmenter = Segmenter(
             segment_ms=cfg.segment_seconds * 1000, rungs=len(rungs), first_number=self.first_number
         )
@@ -214,12 +216,8 @@ class SessionRunner:
         """Drain the encoders and hand out the last, possibly short, segment."""
         if self.segmenter is None:
             return
-        loop = asyncio.get_running_loop()
-        results = await asyncio.gather(
-            *(loop.run_in_executor(r.pool, r.encode, None, 0, False) for r in self.rungs)
-        )
-        for i, packets in enumerate(results):
-            self.segmenter.add_video(i, packets)
+        if self.ladder is not None:
+            self._place(await self.ladder.flush())
         for seg in self.segmenter.close(self.last_t + 1000 // self.config.fps):
             self.writer.put_nowait(seg)
 
@@ -264,9 +262,9 @@ class SessionRunner:
             )  # fmt: skip
             segs = await store.list_segments(conn, session_id=self.sid)
         await self._publish_manifest([domain.SegmentInfo(**dict(s)) for s in segs])
-        for r, spent in zip(self.rungs, self.encode_seconds, strict=True):
-            REALTIME_FACTOR.labels(r.rung.label).set(seg.duration_ms / 1000 / max(spent, 1e-6))
-        self.encode_seconds = [0.0] * len(self.rungs)
+        for r in self.rungs:
+            REALTIME_FACTOR.labels(r.rung.label).set(seg.duration_ms / 1000 / max(r.busy_seconds, 1e-6))
+            r.busy_seconds = 0.0
         log.info("segment_stored", session_id=self.sid, number=seg.number, ms=seg.duration_ms, bytes=size)
 
     def _mux_rung(self, r: RungEncoder, packets: list[Packet]) -> Muxed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 from fractions import Fraction
 from typing import Any
 
@@ -37,6 +38,20 @@ def split_init(data: bytes) -> Muxed:
     return Muxed(data[:at], data[at:])
 
 
+_TEMPLATE_LOCK = threading.Lock()
+_templates: dict[str, Any] = {}
+
+
+def _template(codec: str) -> Any:
+    """A never-opened stream of `codec` to copy: a stream made with `add_stream` gets its encoder opened
+    when muxing starts (for AV1 a whole SVT-AV1 encoder, preset 8, per segment and rung, never flushed)."""
+    with _TEMPLATE_LOCK:
+        if codec not in _templates:
+            holder = av.open(io.BytesIO(), "w", format="webm")  # kept alive: the stream points into it
+            _templates[codec] = holder.add_stream(codec)
+        return _templates[codec]
+
+
 def _packet(data: bytes, pts: int, duration: int, keyframe: bool) -> Any:
     p = av.Packet(data)
     p.pts = p.dts = pts
@@ -52,8 +67,9 @@ def mux_video(
     """AV1 packets `(data, pts_ms, keyframe)` as one WebM segment."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="webm", options={"live": "1"}) as out:
-        stream = out.add_stream("av1", rate=fps)
+        stream = out.add_stream_from_template(_template("libsvtav1"))
         stream.width, stream.height = width, height
+        stream.codec_context.framerate = Fraction(fps, 1)
         stream.time_base = MS
         if extradata:
             stream.codec_context.extradata = extradata
