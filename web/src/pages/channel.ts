@@ -8,13 +8,12 @@ interface Relationship {
   following: boolean;
   subscription: { tier: number; cumulative_months: number } | null;
 }
+/** A recording as `GET /api/v1/channels/{name}/recordings` lists it (proto/transcode.py Recording). */
 interface Recording {
   id: string;
-  title?: string;
-  started_at?: string;
-  duration_seconds?: number;
-  manifest_url?: string;
-  url?: string;
+  started_at: string;
+  duration_ms: number;
+  manifest_url: string;
 }
 
 function followButton(name: string, rel: Relationship | null, onChange: () => void): HTMLElement {
@@ -72,9 +71,10 @@ async function recordings(name: string): Promise<HTMLElement | null> {
         "ul",
         { class: "recordings" },
         page.items.map((r) => {
-          const url = r.manifest_url ?? r.url;
-          const label = `${r.title ?? "Broadcast"}${r.started_at ? ` · ${timeAgo(r.started_at)}` : ""}${r.duration_seconds ? ` · ${Math.round(r.duration_seconds / 60)} min` : ""}`;
-          return h("li", {}, url && url.startsWith("/") ? h("a", { href: url }, label) : label);
+          const minutes = Math.max(1, Math.round(r.duration_ms / 60000));
+          const label = `Broadcast · ${timeAgo(r.started_at)} · ${minutes} min`;
+          const url = r.manifest_url;
+          return h("li", {}, url.startsWith("/") ? h("a", { href: url }, label) : label);
         }),
       ),
     );
