@@ -100,6 +100,17 @@ async def test_shaka_plays_live_and_recording(stack: Stack, api: httpx.Client, m
             page = await _page(browser, stack.url)
             tracks = await _plays(page, f"{stack.url}{items[0]['manifest_url']}", live=False)
             assert all(t[0].startswith("av01") for t in tracks), tracks
+            # The web app's offline channel page lists the recording and plays it in its own player.
+            app = await browser.new_page()
+            await app.goto(f"{stack.url}/{name}")
+            await app.get_by_role("button", name="Watch").first.click()
+            # Polled from here: the app's CSP forbids the string evaluation wait_for_function uses.
+            for _ in range(100):
+                if await app.evaluate("document.querySelector('.player video').currentTime") > 1.0:
+                    break
+                await asyncio.sleep(0.2)
+            assert await app.evaluate("document.querySelector('.player video').currentTime") > 1.0
+            assert "Recording" in await app.inner_text(".player-status")
             await browser.close()
     finally:
         feeding.cancel()

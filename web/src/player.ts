@@ -57,6 +57,7 @@ export class Player {
     await this.stopMedia();
     this.mode = mode;
     this.modeButton.textContent = mode === "webrtc" ? "Switch to DASH" : "Switch to low latency";
+    this.modeButton.hidden = false;
     this.quality.hidden = true;
     try {
       if (mode === "webrtc") await this.playWebRtc();
@@ -90,7 +91,20 @@ export class Player {
     this.whepLocation = location;
   }
 
-  private async playDash(): Promise<void> {
+  /** Play a finished broadcast (a static DASH manifest) in this player. */
+  async playRecording(manifestUrl: string): Promise<void> {
+    await this.stopMedia();
+    this.mode = "dash";
+    this.modeButton.hidden = true;
+    try {
+      await this.playDash(manifestUrl, false);
+      this.status.textContent = "Recording · DASH";
+    } catch (err) {
+      this.status.textContent = `Playback failed: ${(err as Error).message}`;
+    }
+  }
+
+  private async playDash(url = `/live/${enc(this.channel)}/manifest.mpd`, live = true): Promise<void> {
     this.status.textContent = "Loading…";
     const mod = (await import("shaka-player/dist/shaka-player.dash-es2021.js")) as unknown as {
       default: { Player: new () => ShakaPlayer; polyfill: { installAll(): void } };
@@ -100,10 +114,10 @@ export class Player {
     const player = new shaka.Player();
     this.shaka = player;
     await player.attach(this.video);
-    player.configure({ streaming: { lowLatencyMode: true } });
+    player.configure({ streaming: { lowLatencyMode: live } });
     player.addEventListener("variantchanged", () => this.fillQualities());
     player.addEventListener("adaptation", () => this.fillQualities());
-    await player.load(`/live/${enc(this.channel)}/manifest.mpd`);
+    await player.load(url);
     this.fillQualities();
     this.status.textContent = "Live · DASH";
   }

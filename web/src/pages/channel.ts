@@ -59,7 +59,7 @@ function subscribeDialog(name: string): HTMLDialogElement {
   return dialog;
 }
 
-async function recordings(name: string): Promise<HTMLElement | null> {
+async function recordings(name: string, watch: (manifestUrl: string) => void): Promise<HTMLElement | null> {
   try {
     const page = await api<{ items: Recording[] }>(`/api/v1/channels/${enc(name)}/recordings`);
     if (!page.items.length) return null;
@@ -73,8 +73,9 @@ async function recordings(name: string): Promise<HTMLElement | null> {
         page.items.map((r) => {
           const minutes = Math.max(1, Math.round(r.duration_ms / 60000));
           const label = `Broadcast · ${timeAgo(r.started_at)} · ${minutes} min`;
-          const url = r.manifest_url;
-          return h("li", {}, url.startsWith("/") ? h("a", { href: url }, label) : label);
+          const button = h("button", { type: "button", class: "small" }, "Watch");
+          button.addEventListener("click", () => watch(r.manifest_url));
+          return h("li", {}, label, " ", button);
         }),
       ),
     );
@@ -156,7 +157,14 @@ export async function channelPage(main: HTMLElement, params: Record<string, stri
   );
   void refreshSocial();
   if (channel.live) void player.play(new URLSearchParams(location.search).get("player") === "dash" ? "dash" : "webrtc");
-  else void recordings(name).then((r) => r && offline.after(r));
+  else {
+    const watch = (url: string) => {
+      offline.hidden = true;
+      player.el.hidden = false;
+      void player.playRecording(url);
+    };
+    void recordings(name, watch).then((r) => r && offline.after(r));
+  }
   void poll();
   const timer = setInterval(() => void poll(), 3000);
   return () => {
