@@ -86,13 +86,13 @@ def test_parallel_guesses_cannot_overshoot_the_account_limit(
     with ThreadPoolExecutor(max_workers=12) as pool:
         codes = list(pool.map(guess, range(12)))
     assert set(codes) <= {401, 429}
+    # At most five passwords were ever checked. (Under heavy load every guess of the burst can see the
+    # others in flight and be refused, leaving fewer than five failures behind: still no overshoot.)
     assert codes.count(401) <= 5, codes
-    assert (
-        httpx.post(
-            stack.url + "/api/v1/auth/login", json={"username": m.username, "password": m.password}
-        ).status_code
-        == 429
-    )
+    further = [guess(i) for i in range(6 - codes.count(401))]
+    assert further[-1] == 429, further
+    correct = {"username": m.username, "password": m.password}
+    assert httpx.post(stack.url + "/api/v1/auth/login", json=correct).status_code == 429
 
 
 # --- refresh and logout -----------------------------------------------------------------------------
