@@ -16,7 +16,10 @@ from libs.media.synthetic import SyntheticBroadcast
 from tests.integration.transcode_helpers import OP, await_for, start_live, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHAKA = Path(__file__).parent / "assets" / "shaka" / "shaka-player.compiled-es2021.js"
+# Shaka Player from the web app's npm install (`make test` builds web/ first: npm ci).
+SHAKA = (
+    Path(__file__).resolve().parents[2] / "web/node_modules/shaka-player/dist/shaka-player.compiled-es2021.js"
+)
 ARGS = [
     "--no-sandbox",
     "--autoplay-policy=no-user-gesture-required",
@@ -76,6 +79,7 @@ async def test_shaka_plays_live_and_recording(stack: Stack, api: httpx.Client, m
     """Live: currentTime advances and both AV1 rungs are listed; then the recording plays too."""
     from playwright.async_api import async_playwright
 
+    assert SHAKA.exists(), f"{SHAKA} is missing: `make web` installs the web app's npm packages"
     name, session_id, _owner = start_live(api, make_member)
     nc = await connect(stack.nats_url, name="test-source")
     feeding = asyncio.create_task(SyntheticBroadcast(nc, session_id, width=320, height=180).run(12.0))
