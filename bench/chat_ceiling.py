@@ -1,5 +1,6 @@
-"""The ceiling for bench/chat_fanout.py: a bare `websockets` broadcast server, run in its own process, fed
-from a core NATS subject, with the same per-room coalescing and per-socket writers as the gateway."""
+"""The ceiling for bench/chat_fanout.py: a bare `websockets` broadcast server, run in its own process on
+uvloop (as the gateway's uvicorn is), fed from a core NATS subject, with the same per-room coalescing
+window as the gateway (`coalesce_window`) and a writer task per socket."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import resource
 from typing import Any
 
 import nats
+import uvloop
 from websockets.asyncio.server import ServerConnection, serve
+
+from services.gateway.fanout import coalesce_window
 
 
 class _Client:
@@ -26,7 +30,10 @@ class _Client:
                 await self.ws.send(batch[0] if len(batch) == 1 else "\n".join(batch))
 
 
-async def _main(port: int, nats_url: str, subject: str, coalesce: float, max_pending: int) -> None:
+async def _main(
+    port: int, nats_url: str, subject: str, coalesce: tuple[float, float, float], max_pending: int
+) -> None:
+    base, budget, most = coalesce
     clients: set[_Client] = set()
     batch: list[bytes] = []
     timer: list[Any] = [None]
@@ -49,7 +56,8 @@ async def _main(port: int, nats_url: str, subject: str, coalesce: float, max_pen
     async def on_msg(msg: Any) -> None:
         batch.append(msg.data)
         if timer[0] is None:
-            timer[0] = loop.call_later(coalesce, flush)
+            window = coalesce_window(len(clients), base=base, budget=budget, most=most)
+            timer[0] = loop.call_later(window, flush)
 
     async def handler(ws: ServerConnection) -> None:
         await ws.recv()  # the hello frame
@@ -68,8 +76,10 @@ async def _main(port: int, nats_url: str, subject: str, coalesce: float, max_pen
         await asyncio.Future()
 
 
-def run(port: int, nats_url: str, subject: str, coalesce: float, max_pending: int) -> None:
-    """Process entry: serve until terminated."""
+def run(
+    port: int, nats_url: str, subject: str, coalesce: tuple[float, float, float], max_pending: int
+) -> None:
+    """Process entry: serve until terminated. `coalesce` is (base seconds, write budget, most seconds)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(_main(port, nats_url, subject, coalesce, max_pending))
+    uvloop.run(_main(port, nats_url, subject, coalesce, max_pending))

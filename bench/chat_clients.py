@@ -14,6 +14,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import uvloop
+
 MESSAGE = b'{"type":"message"'
 SAMPLE_EVERY = 25
 
@@ -152,4 +154,4 @@ def worker(conn: Connection) -> None:
     """Process entry: obey commands from the bench until told to stop."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(_serve(conn))
+    uvloop.run(_serve(conn))

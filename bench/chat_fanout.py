@@ -211,7 +211,9 @@ def main() -> None:
     parser.add_argument("--sockets", type=lambda v: [int(x) for x in v.split(",")], default=[1000, 5000])
     parser.add_argument("--rates", type=lambda v: [int(x) for x in v.split(",")], default=[20, 100])
     parser.add_argument("--workers", type=int, default=4, help="reader processes")
-    parser.add_argument("--coalesce-ms", type=float, default=20.0)
+    parser.add_argument("--coalesce-ms", type=float, default=20.0, help="CPC_CHAT_COALESCE_MS")
+    parser.add_argument("--coalesce-max-ms", type=float, default=100.0, help="CPC_CHAT_COALESCE_MAX_MS")
+    parser.add_argument("--write-budget", type=float, default=100_000, help="CPC_CHAT_WRITE_BUDGET")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateway inherits it: 5,000 sockets
@@ -220,6 +222,8 @@ def main() -> None:
         "CPC_CHAT_RATE_MESSAGES": "1000000",
         "CPC_CHAT_PRIVILEGED_RATE_MESSAGES": "1000000",
         "CPC_CHAT_COALESCE_MS": str(args.coalesce_ms),
+        "CPC_CHAT_COALESCE_MAX_MS": str(args.coalesce_max_ms),
+        "CPC_CHAT_WRITE_BUDGET": str(args.write_budget),
         "CPC_REQUIRED_SERVICES": "identity,channel,chat",
     }
     stack = Stack(
@@ -234,7 +238,13 @@ def main() -> None:
         ceiling_port = free_port()
         ceiling = ctx.Process(
             target=chat_ceiling.run,
-            args=(ceiling_port, stack.nats_url, "bench.ceiling", args.coalesce_ms / 1000, 256),
+            args=(
+                ceiling_port,
+                stack.nats_url,
+                "bench.ceiling",
+                (args.coalesce_ms / 1000, args.write_budget, args.coalesce_max_ms / 1000),
+                256,
+            ),
             daemon=True,
         )
         ceiling.start()

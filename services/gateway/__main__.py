@@ -10,6 +10,7 @@ from libs.config import ConfigError, load_config
 from libs.obs import configure_logging, configure_tracing, start_metrics_server
 from services.gateway.app import create_app
 from services.gateway.config import GatewayConfig
+from services.gateway.wire import WireProtocol
 
 
 def main() -> int:
@@ -30,6 +31,7 @@ def main() -> int:
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=config.forwarded_allow_ips,
+        ws=WireProtocol,  # uvicorn's sans-I/O WebSocket protocol + pre-framed chat writes
         ws_per_message_deflate=False,
         lifespan="on",
         timeout_graceful_shutdown=5,

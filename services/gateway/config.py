@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -30,10 +31,16 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: str = ""
     # Operator API (grants, simulated sessions, ...): callers send `X-Operator-Token`. Empty turns it off.
     operator_token: str = ""
-    # Chat fan-out: room frames are gathered this long before one write per socket; a socket with more
-    # than chat_max_pending writes waiting is disconnected; the hello frame must come within the timeout.
+    # Chat fan-out: room frames are gathered chat_coalesce_ms before one write per socket, longer in rooms
+    # so big that this would exceed chat_write_budget socket writes per second (up to
+    # chat_coalesce_max_ms); a socket with more than chat_max_pending writes waiting, or more than
+    # chat_max_buffer_bytes unsent in its send buffer, is disconnected; the hello frame must come within
+    # the timeout.
     chat_coalesce_ms: float = 20.0
+    chat_coalesce_max_ms: Annotated[float, msgspec.Meta(ge=0)] = 100.0
+    chat_write_budget: Annotated[float, msgspec.Meta(gt=0)] = 100_000.0
     chat_max_pending: int = 256
+    chat_max_buffer_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1 << 20
     chat_hello_timeout_seconds: float = 10.0
     # Folder of the built web app served at /.
     web_root: str = DEFAULT_WEB_ROOT

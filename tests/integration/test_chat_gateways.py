@@ -55,5 +55,15 @@ async def test_two_gateways_share_a_room(stack: Stack, api: httpx.Client, make_m
             ids = [f["id"] for f in client.of_type("message")]
             assert len(ids) == len(set(ids)), ids
             await client.close()
+        # Room frames left gateway A framed once and written straight to its sockets' transports.
+        metrics = httpx.get(f"http://127.0.0.1:{stack.metrics_ports['gateway']}/metrics").text
+        assert _sample(metrics, 'cpc_chat_frames_sent_total{path="direct"}') > 0, metrics
     finally:
         proc.stop()
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not exported")

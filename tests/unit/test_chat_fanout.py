@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.gateway.fanout import SLOW_CLOSE_CODE, Outbox
+from services.gateway.fanout import SLOW_CLOSE_CODE, Outbox, coalesce_window
 
 
 async def test_pending_frames_are_joined_into_one_write() -> None:
@@ -49,3 +49,12 @@ async def test_a_stuck_socket_is_closed_on_overflow() -> None:
     assert closed == [SLOW_CLOSE_CODE]
     assert box.closed
     await box.stop()
+
+
+def test_big_rooms_gather_longer_within_the_write_budget() -> None:
+    window = {
+        n: coalesce_window(n, base=0.02, budget=100_000, most=0.1) for n in (10, 1000, 2000, 5000, 50_000)
+    }
+    assert window == {10: 0.02, 1000: 0.02, 2000: 0.02, 5000: 0.05, 50_000: 0.1}
+    # at most `budget` writes per second while the window is below its cap
+    assert 5000 / window[5000] <= 100_000

@@ -21,6 +21,7 @@ from services.gateway.auth import AuthUser, TokenVerifier, current_user
 from services.gateway.backend import Backend
 from services.gateway.config import GatewayConfig
 from services.gateway.fanout import Fanout, Outbox
+from services.gateway.wire import wire_writer
 
 __all__ = ["ROUTES"]
 
@@ -64,7 +65,10 @@ def _fanout(state: State, backend: Backend) -> Fanout:
     if fanout is None:
         config: GatewayConfig = state.config
         fanout = Fanout(
-            backend.nc, coalesce_seconds=config.chat_coalesce_ms / 1000, max_pending=config.chat_max_pending
+            backend.nc,
+            coalesce_seconds=config.chat_coalesce_ms / 1000,
+            write_budget=config.chat_write_budget,
+            coalesce_max_seconds=config.chat_coalesce_max_ms / 1000,
         )
         state.fanout = fanout
     return fanout
@@ -203,7 +207,13 @@ async def chat_socket(socket: WebSocket[Any, Any, Any], name: str) -> None:
     async def close(code: int, reason: str) -> None:
         await socket.close(code=code, reason=reason)
 
-    outbox = Outbox(send, close, max_pending=config.chat_max_pending)
+    outbox = Outbox(
+        send,
+        close,
+        max_pending=config.chat_max_pending,
+        wire=wire_writer(socket.scope),
+        max_buffer=config.chat_max_buffer_bytes,
+    )
     try:
         user = await _hello(socket, config.chat_hello_timeout_seconds)
         await _serve_socket(socket, name, outbox, user)
