@@ -1,8 +1,11 @@
-"""The processes of bench/webrtc_fanout.py other than the one that orchestrates: many aiortc viewers in
-one process (edge viewers that never decode, baseline viewers that do), and the baseline server that
-re-encodes per viewer (aiortc's default path: decode once, MediaRelay, one encoder per viewer).
+"""The processes of bench/webrtc_fanout.py other than the one that orchestrates: many viewers of the edge
+in one process (lean_viewer.py: real WebRTC, no aiortc receive path, one of them also decoded by a
+reference decoder), viewers of the baseline server with aiortc's default receiver (they decode), and the
+baseline server that re-encodes per viewer (aiortc's default path: decode once, MediaRelay, one encoder
+per viewer).
 
-Every process binds ICE on loopback only and uses no STUN server: no packet leaves the host.
+Every process binds ICE on loopback only and uses no STUN server: no packet leaves the host. Each reports
+raw (loop position, arrival) pairs; the orchestrator matches them with its send log.
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import vpx
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
+from fanout_source import SOURCE_BPS
+from lean_viewer import LeanViewer
 
-from libs.media.aiortc_ext import tap_receiver
 from libs.media.ice import IceSettings, configure_ice
 from libs.media.testpattern import read_marks
 
-SOURCE_BPS = 2_500_000
 JOIN_CONCURRENCY = 8
-LATE_SECONDS = 1.0
+# Frames sent up to the end of the window may arrive this much later and still count.
+LATE_SECONDS = 3.0
 
 
 def setup_process() -> None:
-    """Loopback ICE, and aiortc's VP8 encoder aiming at ~2.5 Mbit/s instead of its 0.5 (max 1.5)."""
+    """Loopback ICE, and aiortc's VP8 encoder (the baseline's) aiming at ~2.5 Mbit/s instead of 0.5."""
     configure_ice(IceSettings(hosts=["127.0.0.1"]))
     vpx.DEFAULT_BITRATE = SOURCE_BPS
     vpx.MAX_BITRATE = SOURCE_BPS + 500_000
@@ -52,15 +56,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class ReferenceDecoder:
-    """Decodes one viewer's copy of the stream in a thread and maps each encoded frame (by the hash of its
-    bytes, identical for every edge viewer since nobody re-encodes) to its marked counter and capture time."""
+    """Decodes one viewer's frames in a thread and checks each picture's marks against the loop position
+    its CRC-32 names (a damaged or wrong picture counts as bad)."""
 
-    def __init__(self) -> None:
-        self.marks: dict[int, tuple[int, float]] = {}
-        self.bytes_at: list[tuple[float, int]] = []
-        self._queue: queue.Queue[tuple[int, str, bytes] | None] = queue.Queue()
+    def __init__(self, positions: dict[int, int]) -> None:
+        self.positions = positions
+        self.good = self.bad = 0
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def feed(self, key: int, data: bytes) -> None:
+        """Queue a frame for decoding (called on the event loop)."""
+        self._queue.put((key, data))
 
     def drain(self, timeout: float) -> None:
         """Wait until every queued frame is decoded (it falls behind when the viewer process is loaded)."""
@@ -68,22 +76,19 @@ class ReferenceDecoder:
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def feed(self, key: int, codec: str, data: bytes) -> None:
-        """Queue a frame for decoding (called on the event loop)."""
-        self.bytes_at.append((time.time(), len(data)))
-        self._queue.put((key, codec, data))
-
     def _run(self) -> None:
-        contexts: dict[str, Any] = {}
+        ctx: Any = av.CodecContext.create("vp8", "r")
         while (item := self._queue.get()) is not None:
-            key, codec, data = item
-            ctx = contexts.get(codec) or contexts.setdefault(codec, av.CodecContext.create(codec, "r"))
+            key, data = item
             try:
                 for frame in ctx.decode(av.Packet(data)):
-                    if (marks := read_marks(frame)) is not None:  # damaged pictures count as lost
-                        self.marks[key] = marks
+                    marks = read_marks(frame)
+                    if marks is not None and marks[0] == self.positions.get(key):
+                        self.good += 1
+                    else:
+                        self.bad += 1
             except av.error.FFmpegError:
-                pass
+                self.bad += 1
             finally:
                 self._queue.task_done()
 
@@ -93,44 +98,12 @@ class ReferenceDecoder:
         self._thread.join(timeout=5)
 
 
-class EdgeViewer:
-    """A WHEP viewer whose receivers are tapped: it records when each encoded frame arrives, no decode."""
-
-    def __init__(self, reference: ReferenceDecoder | None) -> None:
-        self.pc = new_pc()
-        self.arrivals: list[tuple[int, float]] = []
-        self.location = ""
-        self._reference = reference
-        video = self.pc.addTransceiver("video", direction="recvonly")
-        audio = self.pc.addTransceiver("audio", direction="recvonly")
-        tap_receiver(video.receiver, self._on_video)
-        tap_receiver(audio.receiver, lambda *_: None)
-
-    def _on_video(self, codec: str, clock_rate: int, timestamp: int, data: bytes) -> None:
-        key = hash(data)
-        self.arrivals.append((key, time.time()))
-        if self._reference is not None:
-            self._reference.feed(key, codec, data)
-
-    async def join(self, client: httpx.AsyncClient, channel: str) -> None:
-        """WHEP POST through the gateway."""
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        r = await client.post(
-            f"/api/v1/channels/{channel}/whep",
-            content=self.pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp"},
-        )
-        r.raise_for_status()
-        self.location = r.headers["location"]
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-
-
 class DecodingViewer:
     """A viewer of the baseline server with aiortc's default receiver: it decodes and reads the marks."""
 
     def __init__(self) -> None:
         self.pc = new_pc()
-        self.samples: list[tuple[int, float, float]] = []  # counter, capture, arrival
+        self.samples: list[tuple[int, float]] = []  # loop position (the picture's counter), arrival
         self.pc.addTransceiver("video", direction="recvonly")
         self.pc.addTransceiver("audio", direction="recvonly")
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,7 +119,7 @@ class DecodingViewer:
             except MediaStreamError:
                 return
             if track.kind == "video" and (marks := read_marks(frame)) is not None:
-                self.samples.append((*marks, time.time()))
+                self.samples.append((marks[0], time.time()))
 
     async def join(self, ask: Callable[[str], Any]) -> None:
         """Offer to the baseline server over the pipe, apply its answer."""
@@ -155,51 +128,13 @@ class DecodingViewer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
 
-def _edge_stats(viewers: list[EdgeViewer], ref: ReferenceDecoder, t0: float, t1: float) -> dict[str, Any]:
-    window = {k: v for k, v in ref.marks.items() if t0 <= v[1] <= t1}
-    counters = [c for c, _ in window.values()]
-    expected = (max(counters) - min(counters) + 1) if counters else 0
-    delivered, latencies = 0, []
-    for viewer in viewers:
-        seen = set()
-        for key, arrival in viewer.arrivals:
-            mark = window.get(key)
-            if mark is not None and key not in seen:
-                seen.add(key)
-                latencies.append(arrival - mark[1])
-        delivered += len(seen)
-    sent = sum(n for t, n in ref.bytes_at if t0 <= t <= t1)
-    return _summary(len(viewers), expected, delivered, latencies, sent * 8 / max(t1 - t0, 1e-9))
+def _report(viewers: int, arrivals: list[list[tuple[int, float]]], **extra: Any) -> dict[str, Any]:
+    """Raw figures of one viewer process: per viewer its (loop position, arrival) pairs."""
+    return {"viewers": viewers, "arrivals": arrivals, **extra}
 
 
-def _baseline_stats(viewers: list[DecodingViewer], t0: float, t1: float) -> dict[str, Any]:
-    counters = [c for v in viewers for c, cap, _ in v.samples if t0 <= cap <= t1]
-    expected = (max(counters) - min(counters) + 1) if counters else 0
-    delivered, latencies = 0, []
-    for viewer in viewers:
-        seen = {c: arrival - cap for c, cap, arrival in viewer.samples if t0 <= cap <= t1}
-        delivered += len(seen)
-        latencies.extend(seen.values())
-    return _summary(len(viewers), expected, delivered, latencies, 0.0)
-
-
-def _summary(n: int, expected: int, delivered: int, latencies: list[float], bps: float) -> dict[str, Any]:
-    """Raw figures of one viewer process; the orchestrator merges processes (see `merge`)."""
-    return {"viewers": n, "expected": expected, "delivered": delivered, "latencies": latencies, "bps": bps}
-
-
-def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The figures of several viewer processes as one row."""
-    n = sum(p["viewers"] for p in parts)
-    wanted = sum(p["viewers"] * p["expected"] for p in parts)
-    latencies = [x for p in parts for x in p["latencies"]]
-    return {
-        "viewers": n,
-        "delivered": sum(p["delivered"] for p in parts) / wanted if wanted else 0.0,
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "source_kbps": max((p["bps"] for p in parts), default=0.0) / 1000,
-    }
+def _within(pairs: list[tuple[int, float]], t0: float, t1: float) -> list[tuple[int, float]]:
+    return [(p, a) for p, a in pairs if t0 <= a <= t1 + LATE_SECONDS]
 
 
 async def _recv(conn: Connection) -> Any:
@@ -223,17 +158,30 @@ async def _until_flowing(received: Callable[[], int], n: int, timeout: float = 6
     return received()
 
 
-async def _edge_viewers(conn: Connection, gateway: str, channel: str, n: int) -> None:
-    ref = ReferenceDecoder()
-    viewers = [EdgeViewer(ref if i == 0 else None) for i in range(n)]
+async def _edge_viewers(
+    conn: Connection, gateway: str, channel: str, n: int, positions: dict[int, int], reference: bool
+) -> None:
+    ref = ReferenceDecoder(positions)
+    viewers = [LeanViewer(ref.feed if i == 0 and reference else None) for i in range(n)]
     async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
         await _join_all(viewers, lambda v: v.join(client, channel))
         flowing = await _until_flowing(lambda: sum(1 for v in viewers if v.arrivals), n)
         conn.send(("ready", flowing))
         _, t0, t1 = await _recv(conn)
-        await asyncio.sleep(LATE_SECONDS)  # frames captured just before t1 are still on their way
+        await asyncio.sleep(LATE_SECONDS)  # frames sent just before t1 are still on their way
         await asyncio.get_running_loop().run_in_executor(None, ref.drain, 120.0)
-        conn.send(("result", _edge_stats(viewers, ref, t0, t1)))
+        unknown = sum(1 for v in viewers for key, _ in v.arrivals if key not in positions)
+        arrivals = [
+            [(positions[k], a) for k, a in _within(v.arrivals, t0, t1) if k in positions] for v in viewers
+        ]
+        extra = {
+            "unknown": unknown,
+            "ref_good": ref.good,
+            "ref_bad": ref.bad,
+            "packets": sum(v.packets for v in viewers),
+            "broken": sum(v.broken for v in viewers),
+        }
+        conn.send(("result", _report(n, arrivals, **extra)))
         ref.stop()
         for v in viewers:
             await client.delete(v.location)
@@ -255,17 +203,19 @@ async def _baseline_viewers(conn: Connection, server: Connection, n: int) -> Non
     conn.send(("ready", flowing))
     _, t0, t1 = await _recv(conn)
     await asyncio.sleep(LATE_SECONDS)
-    conn.send(("result", _baseline_stats(viewers, t0, t1)))
+    conn.send(("result", _report(n, [_within(v.samples, t0, t1) for v in viewers])))
     for v in viewers:
         await v.pc.close()
 
 
 def viewer_process(conn: Connection, mode: str, n: int, target: Any) -> None:
-    """Child process: `n` viewers of the edge (target = (gateway URL, channel)) or of the baseline server
-    (target = its pipe); reports ready, waits for the measurement window, reports the figures."""
+    """Child process: `n` viewers of the edge (target = (gateway URL, channel, CRC-32 -> loop position,
+    whether one is decoded)) or of the baseline server (target = its pipe); reports ready, waits for the
+    window, reports."""
     setup_process()
     if mode == "edge":
-        asyncio.run(_edge_viewers(conn, *target, n))
+        gateway, channel, positions, reference = target
+        asyncio.run(_edge_viewers(conn, gateway, channel, n, positions, reference))
     else:
         asyncio.run(_baseline_viewers(conn, target, n))
 

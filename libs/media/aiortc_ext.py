@@ -13,9 +13,8 @@ It relies on these places of aiortc 1.16.0 (`check_hooks()` fails loudly when an
   track straight to ``encoder.pack`` (needs ``pts`` and ``time_base``), and ``_handle_rtcp_packet``
   (line ~277) answers PLI/FIR by calling ``self._send_keyframe()``, which only sets a flag that the
   packet path ignores: we replace it per sender with a callback that asks upstream.
-- ``RTCRtpSender._next_encoded_frame`` creates its encoder only ``if self.__encoder is None`` and calls
-  ``pack`` for anything that is not an ``av.Frame``: `send_packed` presets ``_RTCRtpSender__encoder``
-  with a pass-through, so a frame packetized once (`Packetizer`) is sent to every viewer as is.
+- Edge cuts each frame once with aiortc's own packetizer (`Packetizer`) and writes the packets to every
+  viewer itself: libs/media/rtp_fanout.py, with its own list of the internals it relies on.
 - ``RTCRtpTransceiver._codecs`` holds the negotiated codecs; the sender sends with the first one.
 """
 
@@ -41,9 +40,9 @@ __all__ = [
     "Packetizer",
     "check_hooks",
     "request_keyframe",
+    "require_sources",
     "restrict_codecs",
     "route_keyframe_requests",
-    "send_packed",
     "tap_receiver",
 ]
 
@@ -69,12 +68,16 @@ def check_hooks() -> None:
         (RTCRtpReceiver._send_rtcp_pli, "RTCP_PSFB_PLI"),
         (RTCRtpSender._next_encoded_frame, "self.__encoder.pack(data)"),
         (RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()"),
-        (RTCRtpSender._next_encoded_frame, "if self.__encoder is None:"),
-        (RTCRtpSender._next_encoded_frame, "payloads, timestamp = self.__encoder.pack(data)"),
     ]
+    require_sources(expectations)
+
+
+def require_sources(expectations: list[tuple[Any, str]]) -> None:
+    """Raise HookMissing for the first (function, needle) whose source no longer contains the needle: the
+    library internals an extension relies on have moved."""
     for func, needle in expectations:
         if needle not in inspect.getsource(func):
-            raise HookMissing(f'aiortc {func.__qualname__} no longer contains "{needle}"')
+            raise HookMissing(f'{func.__module__} {func.__qualname__} no longer contains "{needle}"')
 
 
 class _FrameTap:
@@ -157,15 +160,3 @@ class Packetizer:
         """The frame's payloads and timestamp, as aiortc's sender would have cut them."""
         payloads, timestamp = self._encoder.pack(packet)
         return Packed(payloads, timestamp)
-
-
-class _PassThrough:
-    """Stands in for a sender's encoder: `Packed` frames are already packetized."""
-
-    def pack(self, data: Packed) -> tuple[list[bytes], int]:
-        return data.payloads, data.timestamp
-
-
-def send_packed(sender: RTCRtpSender) -> None:
-    """Make `sender` send the `Packed` frames its track yields without packetizing them again."""
-    sender._RTCRtpSender__encoder = _PassThrough()  # type: ignore[attr-defined]

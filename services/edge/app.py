@@ -8,6 +8,7 @@ from pathlib import Path
 from libs.bus import ConsumerSpec
 from libs.media.aiortc_ext import check_hooks
 from libs.media.ice import MediaServiceConfig, configure_ice, settings_from
+from libs.media.rtp_fanout import check_fanout_hooks
 from libs.runtime import Runtime
 from proto import edge, ingest
 from services.edge.handlers import EdgeHandlers
@@ -20,13 +21,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class EdgeConfig(MediaServiceConfig, frozen=True, kw_only=True):
     """CPC_* settings of the edge service."""
 
-    # Video frames one viewer may have queued before it skips to the next keyframe (~1 s at 30 fps).
-    viewer_queue_frames: int = 30
+    # Bytes that may wait in one viewer's UDP socket buffer before it skips to the next keyframe
+    # (~1 s of a 2.5 Mbit/s stream).
+    viewer_backlog_bytes: int = 320_000
 
 
 async def run(config: EdgeConfig) -> None:
     """Run the edge service until a stop signal."""
     check_hooks()
+    check_fanout_hooks()
     ice = settings_from(config)
     configure_ice(ice)
     process_id = secrets.token_hex(6)

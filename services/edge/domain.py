@@ -1,50 +1,17 @@
-"""Rules of edge: per-viewer queueing and the viewer history's limits; pure, no I/O."""
+"""Rules of edge: the viewer history's limits; pure, no I/O (which frames a viewer gets is the
+KeyframeGate of libs/media/rtp_fanout.py)."""
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from typing import Generic, TypeVar
 
 from libs.bus import BadRequest, Forbidden
 
-__all__ = ["MAX_POINTS", "ViewerQueue", "check_history_request", "check_owner", "curve_bucket"]
+__all__ = ["MAX_POINTS", "check_history_request", "check_owner", "curve_bucket"]
 
 MAX_POINTS = 1000
 MAX_BUCKET_SECONDS = 86400
 MAX_SESSIONS = 100
-
-T = TypeVar("T")
-
-
-class ViewerQueue(Generic[T]):
-    """A bounded queue of one viewer's video frames that starts at a keyframe and, when the viewer falls
-    behind, drops everything up to the next keyframe (a partial GOP would only show as corruption)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.items: deque[T] = deque()
-        self.waiting_keyframe = True
-        self.dropped = 0
-
-    def offer(self, item: T, keyframe: bool) -> bool:
-        """Queue `item`; False when it was dropped (the caller may ask upstream for a keyframe)."""
-        if self.waiting_keyframe and not keyframe:
-            self.dropped += 1
-            return False
-        if len(self.items) >= self.capacity:
-            self.dropped += len(self.items) + 1
-            self.items.clear()
-            self.waiting_keyframe = not keyframe
-            if not keyframe:
-                return False
-        self.waiting_keyframe = False
-        self.items.append(item)
-        return True
-
-    def take(self) -> T | None:
-        """The oldest queued item, or None."""
-        return self.items.popleft() if self.items else None
 
 
 def check_history_request(bucket_seconds: int, sessions: int) -> None:

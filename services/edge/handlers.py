@@ -12,15 +12,16 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from libs.bus import Event, NotFound, Route, Unprocessable, new_id, request, route, utcnow
 from libs.db import add_event
-from libs.media.aiortc_ext import restrict_codecs, route_keyframe_requests, send_packed
+from libs.media.aiortc_ext import restrict_codecs
 from libs.media.ice import IceSettings, advertise, link_headers, rtc_configuration
+from libs.media.rtp_fanout import DirectSender, IdleTrack, KeyframeGate
 from libs.media.sdp import check_offer
 from libs.obs.logging import get_logger
 from proto import channel as pc
 from proto import edge as pe
 from proto import ingest as pi
 from services.edge import domain, store
-from services.edge.playback import PacketTrack, SessionFeed
+from services.edge.playback import SessionFeed
 
 __all__ = ["EdgeHandlers"]
 
@@ -29,12 +30,12 @@ log = get_logger("edge")
 
 @dataclass
 class Viewer:
-    """One viewer's peer connection and tracks in this process."""
+    """One viewer's peer connection and RTP streams in this process."""
 
     viewer_session_id: str
     session_id: str
     pc: RTCPeerConnection
-    tracks: list[PacketTrack]
+    senders: list[DirectSender]
 
 
 class EdgeHandlers:
@@ -61,9 +62,10 @@ class EdgeHandlers:
             await feed.start()
         return feed
 
-    async def _answer(self, offer: str, live: Any) -> tuple[RTCPeerConnection, list[PacketTrack], str]:
+    async def _answer(self, offer: str, live: Any) -> tuple[RTCPeerConnection, list[DirectSender], str]:
         pc = RTCPeerConnection(rtc_configuration(self.ice))
-        tracks: list[PacketTrack] = []
+        senders: list[DirectSender] = []
+        session_id = live["session_id"]
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             for transceiver in pc.getTransceivers():
@@ -75,13 +77,9 @@ class EdgeHandlers:
                         f"the stream is {codec} but the offer's {transceiver.kind} section lacks it",
                         code="unsupported_codec",
                     )
-                track = PacketTrack(transceiver.kind, self.config.viewer_queue_frames)
-                sender = pc.addTrack(track)
-                tracks.append(track)
-                send_packed(sender)
-                if track.kind == "video":
-                    feed = await self._feed(live["session_id"])
-                    route_keyframe_requests(sender, feed.ask_keyframe)
+                sender = pc.addTrack(IdleTrack(transceiver.kind))
+                gate = KeyframeGate(self.config.viewer_backlog_bytes)
+                senders.append(DirectSender(sender, gate, lambda: self._ask_keyframe(session_id)))
             await pc.setLocalDescription(await pc.createAnswer())
         except Unprocessable:
             await pc.close()
@@ -89,7 +87,13 @@ class EdgeHandlers:
         except Exception as exc:
             await pc.close()
             raise Unprocessable(f"the offer cannot be answered: {exc}", code="offer_rejected") from None
-        return pc, tracks, str(pc.localDescription.sdp)
+        return pc, senders, str(pc.localDescription.sdp)
+
+    def _ask_keyframe(self, session_id: str) -> None:
+        """A viewer sent PLI/FIR: ask ingest for a keyframe (rate-limited by the feed)."""
+        feed = self.feeds.get(session_id)
+        if feed is not None:
+            feed.ask_keyframe()
 
     async def offer(self, req: pe.WhepOffer) -> pe.WhepAnswer:
         """WHEP POST: answer with the stream's codecs and start at its next keyframe."""
@@ -98,7 +102,7 @@ class EdgeHandlers:
             live = await store.fetch_live(conn, req.channel_name.lower())
         if live is None:
             raise NotFound(f'channel "{req.channel_name}" is not live', code="not_live")
-        pc, tracks, answer = await self._answer(req.sdp, live)
+        pc, senders, answer = await self._answer(req.sdp, live)
         viewer_session_id, resource = new_id(), secrets.token_urlsafe(24)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.insert_viewer(
@@ -119,11 +123,11 @@ class EdgeHandlers:
                     joined_at=row["joined_at"],
                 ),
             )
-        viewer = Viewer(viewer_session_id, live["session_id"], pc, tracks)
+        viewer = Viewer(viewer_session_id, live["session_id"], pc, senders)
         self.viewers[resource] = viewer
         feed = await self._feed(live["session_id"])
-        for track in tracks:
-            feed.add(track)
+        for sender in senders:
+            feed.add(sender)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -144,10 +148,9 @@ class EdgeHandlers:
         if viewer is None:
             return None
         feed = self.feeds.get(viewer.session_id)
-        for track in viewer.tracks:
-            track.stop()
+        for sender in viewer.senders:
             if feed is not None:
-                feed.remove(track)
+                feed.remove(sender)
         if feed is not None and feed.empty:
             self.feeds.pop(viewer.session_id, None)
             await feed.close()

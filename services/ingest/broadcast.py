@@ -14,7 +14,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from nats.aio.client import Client
 
 from libs.media.aiortc_ext import request_keyframe, tap_receiver
-from libs.media.frames import MediaFrame, is_keyframe, pack_frame, vp8_size
+from libs.media.frames import MediaFrame, h264_size, is_keyframe, pack_frame, vp8_size
 from libs.obs.logging import get_logger
 from proto.ingest import keyframe_subject, media_subject
 from services.ingest.domain import kbps
@@ -116,6 +116,8 @@ class BroadcastPeer:
                 return
             if kind == "video" and codec == "vp8":
                 self._size = vp8_size(data)
+            elif kind == "video" and codec == "h264":
+                self._size = h264_size(data)
             self._measure_start = time.monotonic()
         self._measured_bytes += len(data)
         elapsed = time.monotonic() - self._measure_start

@@ -40,6 +40,11 @@ async def broadcast(
     track = PatternTrack()
     pc.addTrack(track)
     pc.addTrack(AudioStreamTrack())
+    return pc, track, await publish(client, name, key, pc)
+
+
+async def publish(client: httpx.AsyncClient, name: str, key: str, pc: RTCPeerConnection) -> str:
+    """WHIP: offer `pc`'s tracks to the channel, apply the answer; the session's Location."""
     await pc.setLocalDescription(await pc.createOffer())
     r = await client.post(
         f"/api/v1/channels/{name}/whip",
@@ -48,7 +53,8 @@ async def broadcast(
     )
     assert r.status_code == 201, r.text
     await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-    return pc, track, r.headers["location"]
+    location: str = r.headers["location"]
+    return location
 
 
 async def watch(
@@ -64,11 +70,18 @@ async def watch(
         tracks[track.kind].set_result(track)
 
     await pc.setLocalDescription(await pc.createOffer())
-    r = await client.post(
-        f"/api/v1/channels/{name}/whep",
-        content=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp"},
-    )
+    # The edge learns of a session from its stream.session.started event, in its own time: the channel
+    # may say live a moment before the edge does, so a viewer that early is told not_live and retries.
+    deadline = time.monotonic() + 15
+    while True:
+        r = await client.post(
+            f"/api/v1/channels/{name}/whep",
+            content=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        )
+        if r.status_code != 404 or r.json()["code"] != "not_live" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     assert r.status_code == 201, r.text
     await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
     return pc, tracks, r.headers["location"]

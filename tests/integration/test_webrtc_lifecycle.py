@@ -8,6 +8,7 @@ import os
 import time
 
 import httpx
+import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from nats.js.api import DeliverPolicy
 
@@ -16,7 +17,7 @@ from libs.devstack.stack import Stack
 from libs.media.testpattern import PatternTrack
 from proto import ingest as pi
 from tests.conftest import assert_problem
-from tests.integration.test_webrtc import broadcast, live_channel, wait_live, watch
+from tests.integration.test_webrtc import broadcast, live_channel, publish, wait_live, watch
 
 
 def udp_sockets(pid: int) -> int:
@@ -167,3 +168,25 @@ async def test_refused_offers_and_deletes_leak_no_session_or_port(
         assert (await client.get(f"/api/v1/channels/{name}/viewers")).json()["viewers"] == 0
     after = await _settled(pids, before)
     assert all(after[n] <= before[n] for n in after), (before, after)
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+async def test_session_started_reports_the_broadcast_resolution(
+    stack: Stack, api: httpx.Client, make_member, codec: str
+) -> None:  # type: ignore[no-untyped-def]
+    """stream.session.started carries the picture size read from the first keyframe, for H.264 (its SPS)
+    as for VP8 (its frame header)."""
+    name, key = live_channel(api, make_member)
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver(PatternTrack(320, 240), direction="sendonly")
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in (f"video/{codec}", "video/rtx")])
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as client:
+        location = await publish(client, name, key, pc)
+        deadline = time.monotonic() + 15
+        while not (events := await started_events(stack, name)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+        assert len(events) == 1, events
+        assert (events[0].video_codec, events[0].width, events[0].height) == (codec.lower(), 320, 240)
+        assert (await client.delete(location)).status_code == 200
+        await pc.close()
