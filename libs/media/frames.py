@@ -12,7 +12,16 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["CODEC_IDS", "HEADER_SIZE", "MediaFrame", "is_keyframe", "pack_frame", "unpack_frame", "vp8_size"]
+__all__ = [
+    "CODEC_IDS",
+    "HEADER_SIZE",
+    "MediaFrame",
+    "h264_size",
+    "is_keyframe",
+    "pack_frame",
+    "unpack_frame",
+    "vp8_size",
+]
 
 _HEADER = struct.Struct("!2sBBBxHIqqI")
 HEADER_SIZE = _HEADER.size
@@ -106,3 +115,94 @@ def vp8_size(data: bytes) -> tuple[int, int]:
         return 0, 0
     width, height = struct.unpack_from("<HH", data, 6)
     return width & 0x3FFF, height & 0x3FFF
+
+
+def h264_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the first sequence parameter set of an Annex B access unit, (0, 0) without
+    one (ITU-T H.264 section 7.3.2.1.1; cropping applied, as a decoder shows the picture)."""
+    i = data.find(b"\x00\x00\x01")
+    while i != -1 and i + 3 < len(data):
+        if data[i + 3] & 0x1F == 7:
+            end = data.find(b"\x00\x00\x01", i + 3)
+            try:
+                return _sps_size(data[i + 4 : end if end != -1 else len(data)])
+            except IndexError:
+                return 0, 0
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return 0, 0
+
+
+class _Bits:
+    """An RBSP read bit by bit, with Exp-Golomb codes."""
+
+    def __init__(self, nal: bytes) -> None:
+        # Emulation prevention: 00 00 03 stands for 00 00.
+        self.data = nal.replace(b"\x00\x00\x03", b"\x00\x00")
+        self.pos = 0
+
+    def u(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            value = (value << 1) | ((self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+
+
+def _sps_size(nal: bytes) -> tuple[int, int]:
+    b = _Bits(nal)
+    profile = b.u(8)
+    b.u(16)  # constraint flags, level
+    b.ue()  # seq_parameter_set_id
+    chroma_format = 1
+    if profile in _HIGH_PROFILES:
+        chroma_format = b.ue()
+        if chroma_format == 3:
+            b.u(1)  # separate_colour_plane_flag
+        b.ue(), b.ue(), b.u(1)  # bit depths, qpprime_y_zero_transform_bypass_flag
+        if b.u(1):  # seq_scaling_matrix_present_flag
+            for n in range(8 if chroma_format != 3 else 12):
+                if b.u(1):
+                    _skip_scaling_list(b, 16 if n < 6 else 64)
+    b.ue()  # log2_max_frame_num_minus4
+    poc_type = b.ue()
+    if poc_type == 0:
+        b.ue()
+    elif poc_type == 1:
+        b.u(1), b.se(), b.se()
+        for _ in range(b.ue()):
+            b.se()
+    b.ue(), b.u(1)  # max_num_ref_frames, gaps_in_frame_num_value_allowed_flag
+    width_mbs, height_units = b.ue() + 1, b.ue() + 1
+    frame_mbs_only = b.u(1)
+    if not frame_mbs_only:
+        b.u(1)  # mb_adaptive_frame_field_flag
+    b.u(1)  # direct_8x8_inference_flag
+    width, height = width_mbs * 16, (2 - frame_mbs_only) * height_units * 16
+    if b.u(1):  # frame_cropping_flag
+        left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
+        crop_x = 1 if chroma_format in (0, 3) else 2
+        crop_y = (1 if chroma_format in (0, 2, 3) else 2) * (2 - frame_mbs_only)
+        width -= crop_x * (left + right)
+        height -= crop_y * (top + bottom)
+    return width, height
+
+
+def _skip_scaling_list(b: _Bits, size: int) -> None:
+    last = nxt = 8
+    for _ in range(size):
+        if nxt:
+            nxt = (last + b.se() + 256) % 256
+        last = nxt or last

@@ -1,6 +1,7 @@
 """A synthetic broadcaster that publishes straight onto ingest's media subjects: natural-looking moving
-pictures (plasma, not a flat pattern) encoded as VP8 or H.264 and a tone as Opus, paced in real time, with
-keyframes on request. For transcoder tests and benchmarks that need no WebRTC peer."""
+pictures (plasma, not a flat pattern; optionally marked with their capture time) encoded as VP8 or H.264
+and a tone as Opus, paced in real time, with keyframes on request. For transcoder tests and benchmarks
+that need no WebRTC peer."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from libs.media.frames import MediaFrame, pack_frame
+from libs.media.testpattern import draw_marks
 
 __all__ = ["SyntheticBroadcast", "plasma"]
 
@@ -38,8 +40,8 @@ class SyntheticBroadcast:
     """Encodes and publishes `media.<session>.video|audio` for a session until stopped."""
 
     def __init__(self, nc: Any, session_id: str, *, width: int = 320, height: int = 180, fps: int = 30,
-                 codec: str = "vp8", audio: bool = True) -> None:  # fmt: skip
-        self.nc, self.session_id = nc, session_id
+                 codec: str = "vp8", audio: bool = True, marks: bool = False) -> None:  # fmt: skip
+        self.nc, self.session_id, self.marks = nc, session_id, marks
         self.width, self.height, self.fps, self.codec, self.audio = width, height, fps, codec, audio
         video: Any = av.CodecContext.create(_ENCODERS[codec], "w")
         self.video = video
@@ -68,7 +70,7 @@ class SyntheticBroadcast:
             while (due := start + i / self.fps) < start + seconds:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 capture = time.time_ns() // 1000
-                packets = await loop.run_in_executor(None, self._encode_video, i)
+                packets = await loop.run_in_executor(None, self._encode_video, i, capture // 1000)
                 for data, key in packets:
                     await self._send("video", data, key, i * 90_000 // self.fps, 90_000, capture)
                 if self.audio:
@@ -90,8 +92,11 @@ class SyntheticBroadcast:
         self.seq[kind] += 1
         await self.nc.publish(f"media.{self.session_id}.{kind}", pack_frame(frame))
 
-    def _encode_video(self, i: int) -> list[tuple[bytes, bool]]:
-        frame = av.VideoFrame.from_ndarray(plasma(self.width, self.height, i), format="yuv420p")
+    def _encode_video(self, i: int, capture_ms: int) -> list[tuple[bytes, bool]]:
+        picture = plasma(self.width, self.height, i)
+        if self.marks:  # counter and capture time, for glass-to-glass measurements (testpattern.read_marks)
+            draw_marks(picture[: self.height], i, capture_ms)
+        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
         frame.pts = i * 90_000 // self.fps
         frame.pict_type = PictureType.I if self.want_key else PictureType.NONE
         self.want_key = False

@@ -5,15 +5,16 @@ repeats the counter inverted: a picture damaged by packet loss reads as unmarked
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
 
-__all__ = ["PatternTrack", "read_marks"]
+__all__ = ["PatternTrack", "draw_marks", "marked_picture", "read_marks"]
 
 BITS = 32
 CLOCK = 90_000
@@ -39,13 +40,50 @@ MASK = (1 << BITS) - 1
 def read_marks(frame: av.VideoFrame) -> tuple[int, float] | None:
     """(frame counter, capture time in seconds since the epoch) drawn into a decoded picture; None when
     the check row does not match (the picture was damaged, e.g. decoded after a lost packet)."""
-    y = frame.to_ndarray(format="gray")
+    y: np.ndarray[Any, Any]
+    if frame.format.name == "yuv420p":
+        # The luma plane is the gray picture: read it in place instead of converting the whole frame.
+        plane = frame.planes[0]
+        rows = np.frombuffer(cast(Any, plane), np.uint8).reshape(-1, plane.line_size)
+        y = rows[: frame.height, : frame.width]
+    else:
+        y = frame.to_ndarray(format="gray")
     block = frame.width // BITS
     counter = _read(y, 0, block)
     if _read(y, 3, block) != counter ^ MASK:
         return None
     ms = (_read(y, 1, block) << 32) | _read(y, 2, block)
     return counter, ms / 1000
+
+
+@functools.cache
+def _texture(width: int, height: int) -> np.ndarray[Any, Any]:
+    base = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
+    rng = np.random.default_rng(7)
+    # Some texture so the encoder has real work (a flat picture compresses to nothing).
+    base[:height, :] = rng.integers(60, 200, size=(height, width), dtype=np.uint8)
+    return base
+
+
+def marked_picture(width: int, height: int, counter: int, ms: int) -> np.ndarray[Any, Any]:
+    """Picture `counter` of the pattern (yuv420p planes stacked) marked with it and `ms` (wall clock)."""
+    data = _texture(width, height).copy()
+    y = data[:height]
+    block = width // BITS
+    y[4 * block :] = np.roll(y[4 * block :], counter * 4, axis=1)
+    draw_marks(y, counter, ms)
+    return data
+
+
+def draw_marks(y: np.ndarray[Any, Any], counter: int, ms: int) -> None:
+    """Draw the frame counter, its check row and `ms` (capture time, ms since the epoch) into the top four
+    block rows of a luma plane (blocks of width / 32 pixels, width >= 32), as `read_marks` and the DASH
+    player probe read them."""
+    block = y.shape[1] // BITS
+    _draw(y, 0, counter & MASK, block)
+    _draw(y, 3, (counter & MASK) ^ MASK, block)
+    _draw(y, 1, ms >> 32, block)
+    _draw(y, 2, ms & 0xFFFFFFFF, block)
 
 
 class PatternTrack(MediaStreamTrack):
@@ -58,10 +96,6 @@ class PatternTrack(MediaStreamTrack):
         self.width, self.height, self.fps = width, height, fps
         self.counter = 0
         self._start = 0.0
-        self._base = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
-        rng = np.random.default_rng(7)
-        # Some texture so the encoder has real work (a flat picture compresses to nothing).
-        self._base[:height, :] = rng.integers(60, 200, size=(height, width), dtype=np.uint8)
 
     async def recv(self) -> av.VideoFrame:
         """The next marked frame, paced in real time."""
@@ -69,16 +103,7 @@ class PatternTrack(MediaStreamTrack):
             self._start = time.monotonic()
         due = self._start + self.counter / self.fps
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        now = time.time()
-        data = self._base.copy()
-        y = data[: self.height]
-        block = self.width // BITS
-        y[4 * block :] = np.roll(y[4 * block :], self.counter * 4, axis=1)
-        _draw(y, 0, self.counter, block)
-        _draw(y, 3, self.counter ^ MASK, block)
-        ms = int(now * 1000)
-        _draw(y, 1, ms >> 32, block)
-        _draw(y, 2, ms & 0xFFFFFFFF, block)
+        data = marked_picture(self.width, self.height, self.counter, int(time.time() * 1000))
         frame = av.VideoFrame.from_ndarray(data, format="yuv420p")
         frame.pts = int((time.monotonic() - self._start) * CLOCK)
         frame.time_base = Fraction(1, CLOCK)
