@@ -21,6 +21,31 @@ STREAM = StreamSpec(
 BUCKET = "transcode-media"
 
 
+# Chunks of the segments being made (low-latency DASH): in memory, kept about a window, read by the gateway
+# with an ordered consumer per request (history, then live, with no gap between them).
+CHUNK_STREAM = StreamSpec(
+    name="TRANSCODE_CHUNKS",
+    subjects=("dash.chunk.>",),
+    max_age_seconds=30,
+    duplicate_window_seconds=30,
+    max_bytes=512 * 1024 * 1024,
+    storage="memory",
+    description="chunks of the live segments being made",
+)
+# Set on the last message of a segment's track: the segment is complete.
+FINAL_CHUNK_HEADER = "Cpc-Final-Chunk"
+
+
+def chunk_subject(session_id: str, track: str, number: int) -> str:
+    """Where the chunks of one segment of one track are published, in order."""
+    return f"dash.chunk.{session_id}.{track}.{number}"
+
+
+def ll_manifest_object(channel: str) -> str:
+    """The low-latency (chunked) dynamic manifest of the channel's current live session."""
+    return f"{channel}/live-ll.mpd"
+
+
 def live_manifest_object(channel: str) -> str:
     """The dynamic manifest of the channel's current live session."""
     return f"{channel}/live.mpd"

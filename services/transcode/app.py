@@ -52,7 +52,7 @@ async def run(config: TranscodeConfig) -> None:
     encoder = choose_encoder(config.hardware_encoder)
     ENCODER.labels(encoder).set(1)
     process_id = secrets.token_hex(6)
-    streams = [pt.STREAM, ingest.STREAM, pc.STREAM]
+    streams = [pt.STREAM, pt.CHUNK_STREAM, ingest.STREAM, pc.STREAM]
     async with Runtime("transcode", config, schema="transcode", migrations=MIGRATIONS, streams=streams) as rt:
         bucket = await ensure_bucket(rt.jetstream, replicas=config.jetstream_replicas)
         handlers = TranscodeHandlers(rt.pool, bucket, config)

@@ -9,6 +9,7 @@ from xml.sax.saxutils import quoteattr
 import msgspec
 
 __all__ = [
+    "LowLatency",
     "Rung",
     "SegmentInfo",
     "cap_ladder",
@@ -42,6 +43,14 @@ class SegmentInfo(msgspec.Struct, frozen=True, kw_only=True):
     number: int
     start_ms: int
     duration_ms: int
+
+
+class LowLatency(msgspec.Struct, frozen=True, kw_only=True):
+    """Low-latency DASH: segments are served while being made, chunk by chunk, and the player is asked to
+    keep `target_latency_ms` behind the live edge."""
+
+    chunk_ms: int
+    target_latency_ms: int
 
 
 def parse_ladder(text: str) -> list[Rung]:
@@ -87,7 +96,7 @@ def _timeline(segments: list[SegmentInfo]) -> str:
 
 
 def _adaptation_sets(
-    base: str, rungs: list[Rung], has_audio: bool, segments: list[SegmentInfo], fps: int
+    base: str, rungs: list[Rung], has_audio: bool, segments: list[SegmentInfo], fps: int, ato: str = ""
 ) -> str:
     first = segments[0].number if segments else 1
     tl = _timeline(segments)
@@ -97,7 +106,7 @@ def _adaptation_sets(
         media = quoteattr(f"{base}{track}/$Number$.webm")
         return (
             f'<SegmentTemplate timescale="1000" initialization={init} media={media} '
-            f'startNumber="{first}"><SegmentTimeline>{tl}</SegmentTimeline></SegmentTemplate>'
+            f'startNumber="{first}"{ato}><SegmentTimeline>{tl}</SegmentTimeline></SegmentTemplate>'
         )
 
     reps = "".join(
@@ -121,6 +130,9 @@ def _adaptation_sets(
 
 
 _MPD_NS = 'xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011"'
+# Live manifests name the gateway's clock (GET /live/time, relative to /live/{channel}/manifest*.mpd), so a
+# player whose own clock is off still computes the live edge from the server's time (DASH UTCTiming).
+CLOCK_TIMING = '<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-iso:2014" value="../time"/>'
 
 
 def live_manifest(
@@ -134,18 +146,31 @@ def live_manifest(
     segment_ms: int,
     window_ms: int,
     fps: int,
+    low_latency: LowLatency | None = None,
 ) -> str:
-    """A dynamic MPD over the last `window_ms` of segments (SegmentTemplate, $Number$, SegmentTimeline)."""
+    """A dynamic MPD over the last `window_ms` of segments (SegmentTemplate, $Number$, SegmentTimeline).
+    Low-latency: the last segment listed may still be in the making; it can be requested
+    `availabilityTimeOffset` before its end (the gateway streams its chunks as they come)."""
     end = segments[-1].start_ms + segments[-1].duration_ms if segments else 0
     shown = [s for s in segments if s.start_ms + s.duration_ms > end - window_ms]
-    sets = _adaptation_sets(base, rungs, has_audio, shown, fps)
+    ato, service, delay = "", "", segment_ms + segment_ms // 2
+    if low_latency is not None:
+        offset = max(segment_ms - low_latency.chunk_ms, 0) / 1000
+        ato = f' availabilityTimeOffset="{offset:.3f}" availabilityTimeComplete="false"'
+        target = low_latency.target_latency_ms
+        service = (
+            f'<ServiceDescription id="0"><Latency target="{target}" min="{target // 2}" '
+            f'max="{target * 2}"/><PlaybackRate min="0.95" max="1.15"/></ServiceDescription>'
+        )  # Shaka speeds up to PlaybackRate@max while more than half a second behind the target
+        delay = target
+    sets = _adaptation_sets(base, rungs, has_audio, shown, fps, ato)
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<MPD {_MPD_NS} type="dynamic" '
         f'availabilityStartTime="{_iso(availability_start)}" publishTime="{_iso(published)}" '
         f'minimumUpdatePeriod="{_duration(segment_ms // 2)}" minBufferTime="{_duration(segment_ms)}" '
         f'timeShiftBufferDepth="{_duration(window_ms)}" '
-        f'suggestedPresentationDelay="{_duration(segment_ms + segment_ms // 2)}">'
-        f'<Period id="0" start="PT0S">{sets}</Period></MPD>\n'
+        f'suggestedPresentationDelay="{_duration(delay)}">{service}'
+        f'<Period id="0" start="PT0S">{sets}</Period>{CLOCK_TIMING}</MPD>\n'
     )
 
 

@@ -57,8 +57,12 @@ async def finalize_recording(pool: Any, bucket: Any, session_id: str, *, fps: in
                 )
         latest = await store.latest_session(conn, channel_name=row["channel_name"])
     if latest is not None and latest["session_id"] == session_id:
-        with contextlib.suppress(Exception):
-            await bucket.delete(pt.live_manifest_object(row["channel_name"]))
+        for name in (
+            pt.live_manifest_object(row["channel_name"]),
+            pt.ll_manifest_object(row["channel_name"]),
+        ):
+            with contextlib.suppress(Exception):  # the low-latency one is missing when chunks are off
+                await bucket.delete(name)
     log.info("recording_ready", session_id=session_id, segments=len(segs))
 
 

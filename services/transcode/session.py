@@ -1,12 +1,11 @@
 """Transcodes one live session: encoded frames from NATS in, decoded once, encoded per rung on worker
-threads, cut into aligned segments, stored in the bucket with a live manifest after each segment."""
+threads, cut into aligned segments that go out chunk by chunk (`output.SegmentOutput`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,14 +14,13 @@ from libs.bus import decode
 from libs.media.frames import MediaFrame, unpack_frame
 from libs.obs.logging import get_logger
 from proto import ingest
-from proto import transcode as pt
 from services.transcode import domain, store
-from services.transcode.metrics import LIVE_STREAMS, REALTIME_FACTOR, SEGMENTS
+from services.transcode.metrics import LIVE_STREAMS
+from services.transcode.output import SegmentOutput
 from services.transcode.pipeline import Decoder, Ladder, Packet, RungEncoder
 from services.transcode.recordings import finalize_recording
-from services.transcode.segmenter import SegmentBuffer, Segmenter
+from services.transcode.segmenter import Chunk, Segmenter
 from services.transcode.settings import TranscodeConfig
-from services.transcode.webm import Muxed, mux_audio, mux_video
 
 __all__ = ["SessionRunner"]
 
@@ -52,12 +50,11 @@ class SessionRunner:
         self.first_number = 1
         self.last_t = -1
         self.audio_seen = 0.0
+        self.ladder_started = 0.0
         self.has_audio = False
-        # Fixed at the first segment (or by the replica before us): the manifest's tracks never change.
-        self.with_audio: bool | None = None
-        self.inits_written: set[str] = set()
         self.ladder: Ladder | None = None
-        self.writer: asyncio.Queue[SegmentBuffer | None] = asyncio.Queue()
+        self.output: SegmentOutput | None = None
+        self.writer: asyncio.Queue[Chunk | None] = asyncio.Queue()
 
     async def run(self) -> None:
         """Transcode until the session ends (then make its recording) or another replica takes it."""
@@ -70,9 +67,13 @@ class SessionRunner:
         if row is None:
             return
         self.epoch_us = row["epoch_us"]
-        if segs:
-            self.with_audio = bool(row["has_audio"])
         self.first_number = segs[-1]["number"] + 1 if segs else 1
+        self.output = SegmentOutput(
+            nc=self.nc, bucket=self.bucket, pool=self.pool, config=self.config, channel=self.channel,
+            session_id=self.sid, epoch_us=self.epoch_us,
+            segments=[domain.SegmentInfo(**dict(s)) for s in segs],
+            with_audio=bool(row["has_audio"]) if segs else None,
+        )  # fmt: skip
         subs = [
             await self.nc.subscribe(ingest.media_subject(self.sid, "video"), cb=self._on_media),
             await self.nc.subscribe(ingest.media_subject(self.sid, "audio"), cb=self._on_media),
@@ -155,7 +156,7 @@ class SessionRunner:
                 session_id=self.sid,
                 process_id=self.process_id,
                 rungs=rungs,
-                has_audio=bool(self.with_audio),
+                has_audio=bool(self.output and self.output.with_audio),
             )
             row = await store.fetch_session(conn, session_id=self.sid)
         if row is not None and row["ended_at"] is not None:
@@ -195,9 +196,13 @@ class SessionRunner:
             await asyncio.gather(*(loop.run_in_executor(None, self._open_rung, r) for r in rungs))
         )
         self.ladder = Ladder(self.rungs)
+        self.ladder_started = time.monotonic()
+        assert self.output is not None
+        self.output.rungs = self.rungs
         self.segmenter = Segmenter(
-            segment_ms=cfg.segment_seconds * 1000, rungs=len(rungs), first_number=self.first_number
-        )
+            segment_ms=cfg.segment_seconds * 1000, rungs=len(rungs), first_number=self.first_number,
+            chunk_ms=cfg.chunk_ms,
+        )  # fmt: skip
         log.info(
             "ladder_chosen", session_id=self.sid, source=f"{width}x{height}", rungs=[r.label for r in rungs]
         )
@@ -206,11 +211,15 @@ class SessionRunner:
         return RungEncoder(rung, encoder=self.encoder, fps=self.config.fps, preset=self.config.svtav1_preset)
 
     def _hand_out(self) -> None:
-        if self.segmenter is None:
+        if self.segmenter is None or self.output is None:
             return
-        stale = time.monotonic() - self.audio_seen > AUDIO_STALE_SECONDS
-        for seg in self.segmenter.ready(audio_stale=stale):
-            self.writer.put_nowait(seg)
+        now = time.monotonic()
+        if (self.output.with_audio is None and not self.has_audio
+                and now - self.ladder_started < self.config.segment_seconds):  # fmt: skip
+            return  # the first chunk fixes the tracks: audio gets a first segment's time to show up
+        stale = now - self.audio_seen > AUDIO_STALE_SECONDS
+        for chunk in self.segmenter.take(audio_stale=stale):
+            self.writer.put_nowait(chunk)
 
     async def _flush(self) -> None:
         """Drain the encoders and hand out the last, possibly short, segment."""
@@ -218,8 +227,8 @@ class SessionRunner:
             return
         if self.ladder is not None:
             self._place(await self.ladder.flush())
-        for seg in self.segmenter.close(self.last_t + 1000 // self.config.fps):
-            self.writer.put_nowait(seg)
+        for chunk in self.segmenter.close(self.last_t + 1000 // self.config.fps):
+            self.writer.put_nowait(chunk)
 
     def _close(self) -> None:
         for r in self.rungs:
@@ -228,61 +237,9 @@ class SessionRunner:
             self.decoder.close()
 
     async def _write_loop(self) -> None:
-        while (seg := await self.writer.get()) is not None:
+        while (chunk := await self.writer.get()) is not None:
+            assert self.output is not None
             try:
-                await self._write(seg)
-            except Exception:  # a lost segment leaves a gap; the stream goes on
-                log.exception("segment_write_failed", session_id=self.sid, number=seg.number)
-
-    async def _write(self, seg: SegmentBuffer) -> None:
-        loop = asyncio.get_running_loop()
-        jobs = [
-            loop.run_in_executor(r.pool, self._mux_rung, r, seg.video[i]) for i, r in enumerate(self.rungs)
-        ]
-        tracks = [f"v{i}" for i in range(len(self.rungs))]
-        if self.with_audio is None:
-            self.with_audio = self.has_audio
-        if self.with_audio:
-            jobs.append(loop.run_in_executor(None, mux_audio, seg.audio))
-            tracks.append("a")
-        size = 0
-        for track, muxed in zip(tracks, await asyncio.gather(*jobs), strict=True):
-            if track not in self.inits_written:
-                await self.bucket.put(pt.media_object(self.channel, self.sid, track, "init.webm"), muxed.init)
-                self.inits_written.add(track)
-            await self.bucket.put(
-                pt.media_object(self.channel, self.sid, track, f"{seg.number}.webm"), muxed.media
-            )
-            SEGMENTS.labels(track[0]).inc()
-            size += len(muxed.media)
-        async with self.pool.acquire() as conn:
-            await store.insert_segment(
-                conn, session_id=self.sid, number=seg.number, start_ms=seg.start_ms,
-                duration_ms=seg.duration_ms, size=size,
-            )  # fmt: skip
-            segs = await store.list_segments(conn, session_id=self.sid)
-        await self._publish_manifest([domain.SegmentInfo(**dict(s)) for s in segs])
-        for r in self.rungs:
-            REALTIME_FACTOR.labels(r.rung.label).set(seg.duration_ms / 1000 / max(r.busy_seconds, 1e-6))
-            r.busy_seconds = 0.0
-        log.info("segment_stored", session_id=self.sid, number=seg.number, ms=seg.duration_ms, bytes=size)
-
-    def _mux_rung(self, r: RungEncoder, packets: list[Packet]) -> Muxed:
-        return mux_video(
-            packets, width=r.rung.width, height=r.rung.height, extradata=r.extradata, fps=self.config.fps
-        )
-
-    async def _publish_manifest(self, segments: list[domain.SegmentInfo]) -> None:
-        cfg = self.config
-        mpd = domain.live_manifest(
-            base=f"{self.sid}/",
-            availability_start=datetime.fromtimestamp(self.epoch_us / 1e6, UTC),
-            published=datetime.now(UTC),
-            rungs=[r.rung for r in self.rungs],
-            has_audio=bool(self.with_audio),
-            segments=segments,
-            segment_ms=cfg.segment_seconds * 1000,
-            window_ms=cfg.window_seconds * 1000,
-            fps=cfg.fps,
-        )
-        await self.bucket.put(pt.live_manifest_object(self.channel), mpd.encode())
+                await self.output.write(chunk, has_audio=self.has_audio)
+            except Exception:  # a lost chunk leaves a gap; the stream goes on
+                log.exception("chunk_write_failed", session_id=self.sid, number=chunk.number)

@@ -14,6 +14,10 @@ class TranscodeConfig(ServiceConfig, frozen=True, kw_only=True):
     transcode_ladder: str = "1280x720:2500,854x480:1200,640x360:700"
     fps: int = 30
     segment_seconds: int = 2
+    # Low-latency DASH: segments go out in chunks of this much media while they are made (0: off, no
+    # low-latency manifest), and the player is told to stay this far behind the live edge.
+    chunk_ms: int = 500
+    target_latency_ms: int = 3000
     # Live manifest sliding window (timeShiftBufferDepth).
     window_seconds: int = 30
     # SVT-AV1 preset (0 slowest .. 13 fastest).

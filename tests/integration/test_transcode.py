@@ -4,14 +4,19 @@ WebM segments and DASH manifests out of the gateway, and the recording made when
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin
 
 import httpx
+from nats.js.errors import ObjectNotFoundError
 
 from libs.bus import connect
 from libs.devstack.stack import Stack
 from libs.media.synthetic import SyntheticBroadcast
 from proto import transcode as pt
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, unique_name
 from tests.integration.transcode_helpers import (
     NS,
     OP,
@@ -47,6 +52,11 @@ async def test_ladder_segments_manifests_and_recording(stack: Stack, api: httpx.
         assert mpd.get("availabilityStartTime")
         assert mpd.get("timeShiftBufferDepth")
         assert mpd.get("minimumUpdatePeriod")
+        timing = mpd.find("d:UTCTiming", NS)  # the clock it names, resolved as a player resolves it, answers
+        assert timing is not None
+        clock = api.get(urljoin(f"{stack.url}/live/{name}/manifest.mpd", timing.get("value", "")))
+        assert clock.status_code == 200
+        assert abs(datetime.fromisoformat(clock.text) - datetime.now(UTC)) < timedelta(seconds=5)
         sets = mpd.findall("d:Period/d:AdaptationSet", NS)
         assert [s.get("contentType") for s in sets] == ["video", "audio"]
         assert [(x.get("width"), x.get("height")) for x in representations(mpd)[:2]] == [
@@ -121,6 +131,19 @@ async def _assert_bucket_matches(stack: Stack, name: str, session_id: str, liste
     assert media == listed
 
 
+def test_live_clock_is_the_servers_utc_time(stack: Stack, api: httpx.Client) -> None:
+    """The UTCTiming source the live manifests name: ISO 8601 UTC with milliseconds, never cached."""
+    before = datetime.now(UTC)
+    r = api.get("/live/time")
+    after = datetime.now(UTC)
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r.text), r.text
+    told = datetime.fromisoformat(r.text)
+    assert before - timedelta(milliseconds=1) <= told <= after
+
+
 def test_bad_paths_are_problems(stack: Stack, api: httpx.Client) -> None:
     """Unknown channels, bad tracks and file names are 404 problems, never errors."""
     assert_problem(api.get("/live/nobody_here/manifest.mpd"), 404, "live")
@@ -129,3 +152,100 @@ def test_bad_paths_are_problems(stack: Stack, api: httpx.Client) -> None:
     assert_problem(api.get("/vod/x/nosuch/manifest.mpd"), 404, "recording")
     assert_problem(api.get("/api/v1/channels/x/recordings?limit=0"), 400, "limit")
     assert api.get("/api/v1/channels/nobody_here/playback").json()["live"] is False
+
+
+async def test_low_latency_segment_streams_while_it_is_made(
+    stack: Stack, api: httpx.Client, make_member
+) -> None:  # type: ignore[no-untyped-def]
+    """The low-latency manifest lists the segment being made (the plain one does not); asking for it
+    answers at once, before the segment is stored, with its chunks so far and then each new one, and the
+    streamed body is exactly the segment stored in the end, a decodable AV1 track."""
+    name, session_id, _owner = start_live(api, make_member)
+    nc = await connect(stack.nats_url, name="test-source")
+    bucket = await nc.jetstream().object_store(pt.BUCKET)
+    feeding = asyncio.create_task(SyntheticBroadcast(nc, session_id, width=320, height=180).run(5.0))
+    try:
+
+        def making() -> tuple[int, str] | None:
+            ll, plain = api.get(f"/live/{name}/manifest-ll.mpd"), api.get(f"/live/{name}/manifest.mpd")
+            if ll.status_code != 200 or plain.status_code != 200:
+                return None
+            tpl = representations(parse_mpd(ll.text))[0].find("d:SegmentTemplate", NS)
+            done = representations(parse_mpd(plain.text))[0].find("d:SegmentTemplate", NS)
+            assert tpl is not None
+            assert done is not None
+            assert tpl.get("availabilityTimeComplete") == "false"
+            last = timeline(tpl)[-1][0]
+            return (last, ll.text) if last not in {n for n, _t, _d in timeline(done)} else None
+
+        number, text = await await_for(making, 20, "a segment in the making")
+        assert parse_mpd(text).find("d:ServiceDescription/d:Latency", NS) is not None
+        path = f"/live/{name}/{session_id}/v0/{number}.webm"
+        stored_at_first_byte = True
+        body = b""
+        async with (
+            httpx.AsyncClient(base_url=stack.url, timeout=10) as client,
+            client.stream("GET", path) as r,
+        ):
+            assert r.status_code == 200
+            assert r.headers["transfer-encoding"] == "chunked"
+            assert r.headers["content-type"] == "video/webm"
+            assert "immutable" in r.headers["cache-control"]
+            async for piece in r.aiter_raw():
+                if not body:
+                    stored_at_first_byte = await _stored(bucket, f"{name}/{session_id}/v0/{number}.webm")
+                body += piece
+        assert not stored_at_first_byte, "the segment was already complete: nothing was streamed"
+        stored = await await_for(lambda: api.get(path).content, 10, "the stored segment")
+        assert stored == body
+        init = api.get(f"/live/{name}/{session_id}/v0/init.webm").content
+        codec, count, width, height, _seconds = decode_track(init + body)
+        assert (codec, width, height) == ("libdav1d", 320, 180)
+        assert 25 <= count <= 35, count  # one 1 s segment at 30 fps
+        await feeding
+    finally:
+        feeding.cancel()
+        await nc.drain()
+
+
+async def _stored(bucket: Any, name: str) -> bool:
+    try:
+        await bucket.get(name)
+    except ObjectNotFoundError:
+        return False
+    return True
+
+
+async def test_manifest_rewritten_while_read_is_still_served(stack: Stack) -> None:
+    """A live manifest replaced while the gateway reads it is served all the same: nats-py's object read
+    waits forever for the purged chunks of the replaced version unless the gateway reads it again."""
+    nc = await connect(stack.nats_url, name="test-rewriter")
+    bucket = await nc.jetstream().object_store(pt.BUCKET)
+    name = unique_name("c")
+    stop = asyncio.Event()
+
+    count = 0
+
+    async def rewrite() -> int:
+        nonlocal count
+        while not stop.is_set():
+            await bucket.put(pt.live_manifest_object(name), f"<MPD n='{count}'/>".encode() * 50)
+            count += 1
+            await asyncio.sleep(0.05)  # 20 rewrites a second: ten times more often than a transcoder
+        return count
+
+    await bucket.put(pt.live_manifest_object(name), b"<MPD/>")
+    writer = asyncio.create_task(rewrite())
+    try:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=8) as client:
+            batches = 0
+            while batches < 4 or count < 30:  # reads go on across 30 rewrites at least
+                answers = await asyncio.gather(*(client.get(f"/live/{name}/manifest.mpd") for _ in range(50)))
+                assert [r.status_code for r in answers] == [200] * 50
+                assert all(r.content.startswith(b"<MPD") for r in answers)
+                batches += 1
+    finally:
+        stop.set()
+        rewrites = await writer
+        await nc.drain()
+    assert rewrites >= 30

@@ -35,12 +35,42 @@ def test_segments_start_at_slot_changes_and_wait_for_every_rung() -> None:
     assert not seg.video_frame(433)
     assert seg.video_frame(1000)  # a new slot: a forced keyframe, segment 6
     seg.add_video(0, [(b"a", 400, True), (b"b", 433, False), (b"c", 1000, True)])
-    assert seg.ready(audio_stale=True) == []  # rung 1 has not passed the boundary yet
+    assert seg.take(audio_stale=True) == []  # rung 1 has not passed the boundary yet
     seg.add_video(1, [(b"a", 400, True), (b"b", 433, False), (b"c", 1000, True)])
     seg.add_audio(b"o", 990)
-    assert seg.ready(audio_stale=False) != []
+    done = seg.take(audio_stale=False)
+    assert [(c.number, c.final, c.duration_ms, len(c.video[1]), len(c.audio)) for c in done] == [
+        (5, True, 600, 2, 1)
+    ]
     last = seg.close(1033)
-    assert [(s.number, s.start_ms, s.duration_ms) for s in last] == [(6, 1000, 33)]
+    assert [(c.number, c.start_ms, c.duration_ms, c.final) for c in last] == [(6, 1000, 33, True)]
+
+
+def test_chunks_go_out_at_boundaries_every_track_passed_and_add_up_to_the_segment() -> None:
+    seg = Segmenter(segment_ms=2000, rungs=2, first_number=1, chunk_ms=500)
+    packets = [(bytes([i]), 2000 + i * 100, i % 20 == 0) for i in range(25)]  # 2000 .. 4400 ms
+    chunks = []
+    for data, t, key in packets:
+        assert seg.video_frame(t) == key
+        seg.add_video(0, [(data, t, key)])
+        assert seg.take(audio_stale=True) == []  # rung 1 has not passed the new picture yet
+        seg.add_video(1, [(data, t, key)])
+        chunks += seg.take(audio_stale=True)
+    first = [c for c in chunks if c.number == 1]
+    assert [(c.index, c.final) for c in first] == [(0, False), (1, False), (2, False), (3, True)]
+    assert [[p[1] for p in c.video[0]] for c in first][:2] == [[2000, 2100, 2200, 2300, 2400],
+                                                                [2500, 2600, 2700, 2800, 2900]]  # fmt: skip
+    assert [p for c in first for p in c.video[1]] == packets[:20]
+    assert first[-1].duration_ms == 2000
+    # Audio that lags holds chunks back until it is stale.
+    seg.add_audio(b"o", 4000)
+    seg.add_video(0, [(b"x", 4500, False)])
+    seg.add_video(1, [(b"x", 4500, False)])
+    assert seg.take(audio_stale=False) == []
+    late = seg.take(audio_stale=True)
+    assert [(c.number, c.index, len(c.audio)) for c in late] == [(2, 0, 1)]
+    rest = seg.close(4533)
+    assert [(c.number, c.index, c.final, c.duration_ms) for c in rest] == [(2, 1, True, 533)]
 
 
 def test_live_manifest_lists_the_window_and_vod_all() -> None:
@@ -58,10 +88,34 @@ def test_live_manifest_lists_the_window_and_vod_all() -> None:
     assert tpl.get("startNumber") == "25"
     assert tpl.get("media") == "s/v0/$Number$.webm"
     assert len(tpl.findall("d:SegmentTimeline/d:S", NS)) == 5
+    timing = mpd.find("d:UTCTiming", NS)  # after the Period, as the MPD schema orders it
+    assert timing is not None
+    assert [c.tag.split("}")[1] for c in mpd][-1] == "UTCTiming"
+    assert timing.get("schemeIdUri") == "urn:mpeg:dash:utc:http-iso:2014"
+    assert timing.get("value") == "../time"
     vod = ET.fromstring(domain.vod_manifest(base="", rungs=rungs, has_audio=False, segments=segs, fps=30))
     assert vod.get("type") == "static"
     assert vod.get("mediaPresentationDuration") == "PT58.000S"
+    assert vod.find("d:UTCTiming", NS) is None  # a recording has no live edge
     assert len(vod.findall("d:Period/d:AdaptationSet", NS)) == 1
+
+
+def test_low_latency_manifest_offers_the_segment_being_made() -> None:
+    segs = [domain.SegmentInfo(number=n, start_ms=n * 2000, duration_ms=2000) for n in range(1, 4)]
+    text = domain.live_manifest(
+        base="s/", availability_start=datetime(2026, 1, 1, tzinfo=UTC), published=datetime.now(UTC),
+        rungs=domain.parse_ladder("640x360:700"), has_audio=True, segments=segs, segment_ms=2000,
+        window_ms=10_000, fps=30, low_latency=domain.LowLatency(chunk_ms=500, target_latency_ms=2500),
+    )  # fmt: skip
+    mpd = ET.fromstring(text)
+    latency = mpd.find("d:ServiceDescription/d:Latency", NS)
+    assert latency is not None
+    assert latency.get("target") == "2500"
+    assert [c.tag.split("}")[1] for c in mpd][:2] == ["ServiceDescription", "Period"]
+    for tpl in mpd.findall("d:Period/d:AdaptationSet/d:Representation/d:SegmentTemplate", NS):
+        assert tpl.get("availabilityTimeOffset") == "1.500"
+        assert tpl.get("availabilityTimeComplete") == "false"
+    assert mpd.get("suggestedPresentationDelay") == "PT2.500S"
 
 
 def test_opus_head_is_rfc7845() -> None:

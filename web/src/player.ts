@@ -104,7 +104,8 @@ export class Player {
     }
   }
 
-  private async playDash(url = `/live/${enc(this.channel)}/manifest.mpd`, live = true): Promise<void> {
+  /** Live: the low-latency manifest (segments stream while they are made), else the plain one. */
+  private async playDash(url?: string, live = true): Promise<void> {
     this.status.textContent = "Loading…";
     const mod = (await import("shaka-player/dist/shaka-player.dash-es2021.js")) as unknown as {
       default: { Player: new () => ShakaPlayer; polyfill: { installAll(): void } };
@@ -117,7 +118,16 @@ export class Player {
     player.configure({ streaming: { lowLatencyMode: live } });
     player.addEventListener("variantchanged", () => this.fillQualities());
     player.addEventListener("adaptation", () => this.fillQualities());
-    await player.load(url);
+    const base = `/live/${enc(this.channel)}`;
+    const urls = url ? [url] : [`${base}/manifest-ll.mpd`, `${base}/manifest.mpd`];
+    for (const [i, candidate] of urls.entries()) {
+      try {
+        await player.load(candidate);
+        break;
+      } catch (err) {
+        if (i === urls.length - 1) throw err;
+      }
+    }
     this.fillQualities();
     this.status.textContent = "Live · DASH";
   }
