@@ -15,7 +15,7 @@ import msgspec
 from libs.config import ConfigError, load_config
 from libs.devstack.nats_server import NatsServer
 from libs.devstack.postgres import EmbeddedPostgres, create_database
-from libs.devstack.processes import ROOT, ServiceProcess, discover_services
+from libs.devstack.processes import ROOT, ServiceProcess, discover_services, stop_all
 
 METRICS_BASE = 9100
 
@@ -83,8 +83,7 @@ def run() -> int:
                 restarts[proc.name] = time.monotonic()
                 procs[i] = ServiceProcess(proc.name, proc.env).start()
     _say("stopping")
-    for proc in reversed(procs):
-        proc.stop()
+    stop_all(procs)
     nats.stop()
     if postgres is not None:
         postgres.stop()

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 
 from libs.devstack.nats_server import NatsServer
-from libs.devstack.ports import free_port
+from libs.devstack.ports import free_port, free_port_block
 from libs.devstack.postgres import EmbeddedPostgres, create_database
-from libs.devstack.processes import ServiceProcess, discover_services
+from libs.devstack.processes import ServiceProcess, discover_services, stop_all
 
 __all__ = ["OPERATOR_TOKEN", "PAYMENT_WEBHOOK_SECRET", "Stack"]
 
@@ -78,7 +78,9 @@ class Stack:
 
     def env_for(self, name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment a service process gets."""
-        port = self.metrics_ports.setdefault(name, free_port())
+        # Below the ephemeral range: a restarted service binds the same port again, which an outgoing
+        # connection could have taken in between if it were an ephemeral one.
+        port = self.metrics_ports.setdefault(name, free_port_block(1))
         env = {
             "CPC_NATS_URL": self.nats.url,
             "CPC_DATABASE_URL": self.database_url,
@@ -144,7 +146,6 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every process, then NATS and PostgreSQL (whose folder is deleted)."""
-        for proc in reversed(list(self.procs.values())):
-            proc.stop()
+        stop_all(self.procs.values())
         self.nats.stop()
         self.postgres.stop()

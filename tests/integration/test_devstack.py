@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.devstack.ports import free_port
-from libs.devstack.processes import ROOT
+from libs.devstack.ports import free_port, free_port_block
+from libs.devstack.processes import ROOT, discover_services
 
 
 def _readme_flow() -> str:
@@ -62,7 +62,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 @pytest.mark.slow
 def test_make_run_serves_the_readme_flow_and_keeps_data(tmp_path: Path) -> None:
-    port, metrics = free_port(), free_port()
+    port, metrics = free_port(), free_port_block(len(discover_services()))
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "devstack.log"
     proc = _start(tmp_path / "data", port, metrics, log)
