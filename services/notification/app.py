@@ -74,6 +74,7 @@ async def run(config: NotificationConfig) -> None:
             )
             endpoints = RequestHandlers(
                 rt.pool,
+                rt.bus,
                 vapid_public_key=public_key,
                 allow_private=config.allow_private_callbacks,
                 ticket_ttl=config.ticket_ttl_seconds,

@@ -10,7 +10,11 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from libs.bus import BadRequest, Conflict, NotFound, Route, Unauthorized, new_id, route
+from nats.aio.client import Client
+
+from libs.bus import BadRequest, Conflict, NotFound, Route, Unauthorized, new_id, request, route
+from libs.obs.logging import get_logger
+from proto import channel as pc
 from proto import notification as pn
 from services.notification import delivery_store as ds
 from services.notification import store
@@ -29,6 +33,10 @@ __all__ = ["RequestHandlers"]
 
 MARK_MAX = 1000
 PREF_CHANNELS_MAX = 1000
+# Channels one request may make us ask the channel service about (names our copy does not know yet).
+LEARN_MAX = 10
+
+log = get_logger("notification")
 
 
 def _key_bytes(value: str, name: str, size: int) -> bytes:
@@ -59,10 +67,11 @@ class RequestHandlers:
     """The notification.* endpoints over the pool."""
 
     def __init__(
-        self, pool: Any, *, vapid_public_key: str, allow_private: bool, ticket_ttl: float,
-        wake_webhooks: Callable[[], None],
+        self, pool: Any, nc: Client | None, *, vapid_public_key: str, allow_private: bool,
+        ticket_ttl: float, wake_webhooks: Callable[[], None],
     ) -> None:  # fmt: skip
         self.pool = pool
+        self.nc = nc
         self.vapid_public_key = vapid_public_key
         self.allow_private = allow_private
         self.ticket_ttl = ticket_ttl
@@ -130,6 +139,11 @@ class RequestHandlers:
             raise BadRequest(f"at most {PREF_CHANNELS_MAX} channels per list", code="invalid_preferences")
         async with self.pool.acquire() as conn, conn.transaction():
             ids = await store.channel_ids(conn, names=muted + push)
+            missing = sorted({n for n in [*muted, *push] if n not in ids})
+            for name in missing if len(missing) <= LEARN_MAX else []:
+                row = await self._learn(conn, name)
+                if row is not None:
+                    ids[row["name"]] = row["id"]
             unknown = [n for n in [*muted, *push] if n not in ids]
             if unknown:
                 raise BadRequest(
@@ -184,8 +198,21 @@ class RequestHandlers:
             raise Unauthorized("stream ticket is unknown, used or expired", code="invalid_ticket")
         return pn.TicketOwner(user_id=user_id)
 
+    async def _learn(self, conn: Any, name: str) -> Any:
+        """A channel our copy does not know yet (created a moment ago, its event not handled yet), asked
+        of the channel service and kept; None when it does not exist."""
+        if self.nc is None:
+            return None
+        try:
+            found = await request(self.nc, pc.GET, pc.GetChannel(name=name))
+        except NotFound:
+            return None
+        await store.upsert_channel(conn, channel_id=found.id, name=found.name, owner_id=found.owner_id)
+        log.info("channel_learned_on_miss", channel_id=found.id, channel=found.name)
+        return await store.channel_by_name(conn, name=found.name)
+
     async def _owned(self, conn: Any, actor_id: str, name: str) -> Any:
-        channel = await store.channel_by_name(conn, name=name)
+        channel = await store.channel_by_name(conn, name=name) or await self._learn(conn, name)
         if channel is None:
             raise NotFound(f'channel "{name}" does not exist', code="channel_not_found")
         check_owner(channel["owner_id"], actor_id, channel["name"])

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import http_ece
 import httpx
 import jwt
@@ -303,6 +304,47 @@ async def test_webhook_is_verified_then_delivers_signed_stream_online(
     assert not signature_ok(secret, tampered)
     assert api.delete(f"{base}/{hook_id}", headers=owner.headers).status_code == 204
     assert_problem(api.delete(f"{base}/{hook_id}", headers=owner.headers), 404, hook_id)
+
+
+async def test_channel_created_a_moment_ago_is_learned_from_the_channel_service(
+    api: httpx.Client, owner: Member, channel: dict[str, Any], database_url: str
+) -> None:
+    # The service's copy of channels comes from channel events; a channel whose event it has not handled
+    # yet is asked of the channel service. Emptying the copy stands in for the event arriving late.
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(100):
+            if await conn.fetchval("SELECT count(*) FROM notification.channels WHERE id = $1", channel["id"]):
+                break
+            await asyncio.sleep(0.1)
+        await conn.execute("DELETE FROM notification.channels WHERE id = $1", channel["id"])
+        base = f"/api/v1/channels/{channel['name'].upper()}/webhooks"
+        body = {
+            "type": "stream.online",
+            "callback_url": "http://127.0.0.1:9/hook",
+            "secret": "s3cret-learned",
+        }
+        r = api.post(base, json=body, headers=owner.headers)
+        assert r.status_code == 202, r.text
+        assert r.json()["channel_name"] == channel["name"]
+        learned = await conn.fetchrow(
+            "SELECT name, owner_id FROM notification.channels WHERE id = $1", channel["id"]
+        )
+        assert dict(learned) == {"name": channel["name"], "owner_id": owner.id}
+        # Preferences naming a channel the copy lacks learn it too; a channel that does not exist is refused.
+        await conn.execute("DELETE FROM notification.channels WHERE id = $1", channel["id"])
+        prefs = {"muted_channels": [channel["name"]]}
+        r = api.put("/api/v1/me/notification-preferences", json=prefs, headers=owner.headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["muted_channels"] == [channel["name"]]
+        prefs = {"muted_channels": [channel["name"], "never_created_zz"]}
+        assert_problem(
+            api.put("/api/v1/me/notification-preferences", json=prefs, headers=owner.headers),
+            400,
+            "never_created_zz",
+        )
+    finally:
+        await conn.close()
 
 
 def test_bad_input_is_a_clear_problem(api: httpx.Client, owner: Member) -> None:
