@@ -8,7 +8,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from libs.bus import BadRequest, Forbidden, NotFound, Route, encode, publish_encoded, route, utcnow
+from libs.bus import BadRequest, Forbidden, Route, encode, publish_encoded, route, utcnow
 from libs.faults import failpoint
 from libs.obs.logging import get_logger
 from proto import channel as pch
@@ -76,12 +76,6 @@ class ChatHandlers:
             route(pc.BLOCKED_TERMS, self.moderation.blocked_terms),
         ]
 
-    async def _room(self, conn: Any, channel: str) -> Any:
-        room = await store.room_by_name(conn, name=channel)
-        if room is None:
-            raise NotFound(f'channel "{channel}" has no chat room', code="room_not_found")
-        return room
-
     async def _standing(self, conn: Any, room: Any, user_id: str, username: str) -> domain.Standing:
         window_start = utcnow() - timedelta(seconds=self.settings.window)
         row = await store.standing(conn, room_id=room["room_id"], user_id=user_id, window_start=window_start)
@@ -102,14 +96,14 @@ class ChatHandlers:
     async def resolve(self, req: pc.Resolve) -> pc.Room:
         """chat.resolve: a channel name's room id (never changes, so gateways cache it)."""
         async with self.pool.acquire() as conn:
-            room = await self._room(conn, req.channel)
+            room = await self.moderation.room(conn, req.channel)
         return pc.Room(room_id=room["room_id"], channel=room["name"])
 
     async def join(self, req: pc.Join) -> pc.RoomState:
         """chat.join: history without deleted messages, the room's modes, the user's standing."""
         me = None
         async with self.pool.acquire() as conn:
-            room = await self._room(conn, req.channel)
+            room = await self.moderation.room(conn, req.channel)
             if req.user_id:
                 await store.upsert_user(conn, user_id=req.user_id, username=req.username)
                 s = await self._standing(conn, room, req.user_id, req.username)
@@ -148,7 +142,7 @@ class ChatHandlers:
         if not 8 <= len(req.message_id) <= 64:
             raise BadRequest("message_id must have 8 to 64 characters", code="invalid_message_id")
         async with self.pool.acquire() as conn:
-            room = await self._room(conn, req.channel)
+            room = await self.moderation.room(conn, req.channel)
             async with conn.transaction():
                 return await self._store_message(conn, room, req, body, action)
 

@@ -18,6 +18,7 @@ from libs.db import add_event
 from libs.obs.logging import get_logger
 from proto import channel as pch
 from proto import chat as pc
+from proto.identity import FIND_USER, FindUserRequest
 from services.chat import domain, store
 from services.chat.history import delete_seqs, purge_room
 
@@ -91,9 +92,20 @@ class Moderation:
         )
         return role_of(room, user_id, role)
 
-    async def _room(self, conn: Any, channel: str, *, lock: bool = False) -> Any:
+    async def room(self, conn: Any, channel: str, *, lock: bool = False) -> Any:
+        """The channel's room. A channel created a moment ago, whose event we have not handled yet, is asked
+        of the channel service once and its room opened; NotFound when there is no such channel."""
         room = await store.room_by_name(conn, name=channel, lock=lock)
-        if room is None:
+        if room is not None:
+            return room
+        try:
+            found = await request(self.nc, pch.GET, pch.GetChannel(name=channel.strip().lower()))
+        except (NotFound, BadRequest):
+            raise NotFound(f'channel "{channel}" has no chat room', code="room_not_found") from None
+        await store.upsert_room(conn, room_id=found.id, name=found.name, owner_id=found.owner_id)
+        log.info("room_learned_on_miss", room_id=found.id, channel=found.name)
+        room = await store.room_by_name(conn, name=found.name, lock=lock)
+        if room is None:  # a room of that name for another channel id: not this one
             raise NotFound(f'channel "{channel}" has no chat room', code="room_not_found")
         return room
 
@@ -102,7 +114,7 @@ class Moderation:
         if req.action in ROLE_ACTIONS:
             return await self._set_role(req)
         async with self.pool.acquire() as conn, conn.transaction():
-            room = await self._room(conn, req.channel, lock=True)
+            room = await self.room(conn, req.channel, lock=True)
             actor_role = await self._role(conn, room, req.actor_id)
             domain.check_moderator(actor_role, req.action, room["name"])
             outcome = await self._dispatch(req.action)(conn, room, req, actor_role)
@@ -160,6 +172,15 @@ class Moderation:
 
     async def _target_user(self, conn: Any, room: Any, req: pc.Moderate, actor_role: str) -> Any:
         user = await store.find_user(conn, username=req.target)
+        if user is None:
+            # Registered a moment ago and its event not handled yet (or never registered): ask identity once.
+            try:
+                found = await request(self.nc, FIND_USER, FindUserRequest(username=req.target.strip()))
+            except (NotFound, BadRequest):
+                raise NotFound(f'no user named "{req.target}"', code="user_not_found") from None
+            await store.upsert_user(conn, user_id=found.id, username=found.username)
+            log.info("user_learned_on_miss", user_id=found.id, username=found.username)
+            user = await store.find_user(conn, username=found.username)
         if user is None:
             raise NotFound(f'no user named "{req.target}"', code="user_not_found")
         domain.check_target(actor_role, await self._role(conn, room, user["id"]), user["username"])
@@ -231,7 +252,7 @@ class Moderation:
         """/mod, /unmod, /vip, /unvip: the channel service owns roles; chat learns them from its events."""
         role, granted = ROLE_ACTIONS[req.action]
         async with self.pool.acquire() as conn:
-            room = await self._room(conn, req.channel)
+            room = await self.room(conn, req.channel)
             domain.check_moderator(await self._role(conn, room, req.actor_id), req.action, room["name"])
         change = await request(
             self.nc,
@@ -250,7 +271,7 @@ class Moderation:
     async def mod_log(self, req: pc.ModLogQuery) -> pc.ModLog:
         """chat.mod_log: the room's moderation actions, newest first (broadcaster only)."""
         async with self.pool.acquire() as conn:
-            room = await self._room(conn, req.channel)
+            room = await self.room(conn, req.channel)
             domain.check_moderator(await self._role(conn, room, req.actor_id), "mod", room["name"])
             rows = await store.list_log(conn, room_id=room["room_id"], limit=max(1, min(req.limit, 500)))
         return pc.ModLog(items=[pc.ModLogEntry(**dict(r)) for r in rows])
@@ -258,7 +279,7 @@ class Moderation:
     async def blocked_terms(self, req: pc.TermsQuery) -> pc.TermList:
         """chat.blocked_terms: the room's blocked terms (broadcaster and moderators)."""
         async with self.pool.acquire() as conn:
-            room = await self._room(conn, req.channel)
+            room = await self.room(conn, req.channel)
             domain.check_moderator(await self._role(conn, room, req.actor_id), "block", room["name"])
             rows = await store.blocked_terms(conn, room_id=room["room_id"])
         return pc.TermList(items=[pc.BlockedTerm(**dict(r)) for r in rows])

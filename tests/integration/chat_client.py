@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import websockets
 
 Frame = dict[str, Any]
@@ -108,14 +107,3 @@ class ChatClient:
 def text_of(frame: Frame) -> str:
     """A message frame's text, fragments joined."""
     return "".join(f["text"] for f in frame["fragments"])
-
-
-def wait_room(api: httpx.Client, channel: str, headers: dict[str, str], timeout: float = 15.0) -> None:
-    """Wait until the chat service has the room of a new channel (it learns of it from an event)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = api.get(f"/api/v1/channels/{channel}/chat/blocked-terms", headers=headers)
-        if r.status_code == 200:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"chat room of {channel} never appeared: {r.text}")

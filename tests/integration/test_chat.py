@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import asyncpg
 import httpx
 import pytest
 
@@ -12,12 +13,12 @@ from libs.bus import connect, publish, utcnow
 from libs.devstack.stack import Stack
 from proto import social
 from tests.conftest import Member, assert_problem, unique_name
-from tests.integration.chat_client import ChatClient, text_of, wait_room
+from tests.integration.chat_client import ChatClient, text_of
 
 
 @pytest.fixture
 def room(api: httpx.Client, make_member):  # type: ignore[no-untyped-def]
-    """A new channel with its chat room; returns (owner, channel name)."""
+    """A new channel, chatted in at once: its room opens with it; returns (owner, channel name)."""
     owner: Member = make_member()
     name = unique_name("ch")
     r = api.post(
@@ -26,7 +27,6 @@ def room(api: httpx.Client, make_member):  # type: ignore[no-untyped-def]
         headers=owner.headers,
     )
     assert r.status_code == 201, r.text
-    wait_room(api, name, owner.headers)
     return owner, name
 
 
@@ -322,6 +322,43 @@ async def test_subscriber_badge_after_subscription_event(stack: Stack, room, mak
     assert boss.welcome["me"]["badges"] == [{"kind": "broadcaster", "tier": 0, "months": 0}]
     for c in (fan_socket, boss):
         await c.close()
+
+
+async def test_room_of_a_channel_whose_event_is_late_opens_from_the_channel_service(
+    stack: Stack, room, make_member, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    owner, name = room
+    # The service's rooms come from channel events; emptying its copy stands in for the event arriving
+    # late. Joining and chatting still work: the room is asked of the channel service.
+    conn = await asyncpg.connect(database_url)
+    try:
+        room_id = await _until(lambda: conn.fetchval("SELECT room_id FROM chat.rooms WHERE name = $1", name))
+        assert room_id
+        await conn.execute("DELETE FROM chat.rooms WHERE room_id = $1", room_id)
+        chatter = make_member()
+        sender = await _open(stack, name.upper(), chatter)
+        assert sender.welcome["type"] == "welcome", sender.welcome
+        boss = await _open(stack, name, owner)
+        assert boss.welcome["me"]["badges"] == [{"kind": "broadcaster", "tier": 0, "months": 0}]
+        ack = await sender.say("first!")
+        assert ack["type"] == "ack", ack
+        assert text_of(await boss.message(ack["id"])) == "first!"
+        relearned = await conn.fetchrow("SELECT room_id, owner_id FROM chat.rooms WHERE name = $1", name)
+        assert dict(relearned) == {"room_id": room_id, "owner_id": owner.id}
+        # Likewise a user registered a moment ago can be timed out before the chat has their event.
+        newcomer = make_member()
+        await _until(lambda: conn.fetchval("SELECT 1 FROM chat.users WHERE id = $1", newcomer.id))
+        await conn.execute("DELETE FROM chat.users WHERE id = $1", newcomer.id)
+        timed_out = await boss.say(f"/timeout {newcomer.username} 60")
+        assert timed_out["type"] == "ack", timed_out
+        assert (
+            await conn.fetchval("SELECT username FROM chat.users WHERE id = $1", newcomer.id)
+            == newcomer.username
+        )
+        for c in (sender, boss):
+            await c.close()
+    finally:
+        await conn.close()
 
 
 async def test_unknown_room_and_bad_hello(stack: Stack) -> None:

@@ -10,7 +10,7 @@ from libs.devstack.ports import free_port
 from libs.devstack.processes import ServiceProcess
 from libs.devstack.stack import Stack
 from tests.conftest import unique_name
-from tests.integration.chat_client import ChatClient, text_of, wait_room
+from tests.integration.chat_client import ChatClient, text_of
 
 
 def _second_gateway(stack: Stack) -> tuple[ServiceProcess, str]:
@@ -37,7 +37,6 @@ async def test_two_gateways_share_a_room(stack: Stack, api: httpx.Client, make_m
         "/api/v1/channels", json={"name": name, "title": "two", "category": "Gaming"}, headers=owner.headers
     )
     assert r.status_code == 201, r.text
-    wait_room(api, name, owner.headers)
     proc, other_url = _second_gateway(stack)
     try:
         on_a = await ChatClient.open(stack.url, name, owner.tokens["access_token"])

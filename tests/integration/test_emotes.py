@@ -14,7 +14,7 @@ from libs.bus import connect, publish, utcnow
 from libs.devstack.stack import Stack
 from proto import social
 from tests.conftest import Member, assert_problem, unique_name
-from tests.integration.chat_client import ChatClient, wait_room
+from tests.integration.chat_client import ChatClient
 
 
 def _png(color: tuple[int, int, int, int] = (200, 30, 30, 255), size: tuple[int, int] = (300, 200)) -> bytes:
@@ -115,7 +115,6 @@ def test_global_set_is_shipped(api: httpx.Client) -> None:
 async def test_emote_gating_in_chat(stack: Stack, api: httpx.Client, make_member) -> None:  # type: ignore[no-untyped-def]
     owner, fan, other = make_member(), make_member(), make_member()
     name = _channel(api, owner)
-    wait_room(api, name, owner.headers)
     assert _upload(api, owner, name, "subHype", _png(), tier=2).status_code == 201
     assert _upload(api, owner, name, "freeWave", _png((0, 0, 255, 255))).status_code == 201
     fan_socket = await ChatClient.open(stack.url, name, fan.tokens["access_token"])
