@@ -40,8 +40,11 @@ class SyntheticBroadcast:
     """Encodes and publishes `media.<session>.video|audio` for a session until stopped."""
 
     def __init__(self, nc: Any, session_id: str, *, width: int = 320, height: int = 180, fps: int = 30,
-                 codec: str = "vp8", audio: bool = True, marks: bool = False) -> None:  # fmt: skip
-        self.nc, self.session_id, self.marks = nc, session_id, marks
+                 codec: str = "vp8", audio: bool = True, marks: bool = False,
+                 video_gap: tuple[float, float] | None = None) -> None:  # fmt: skip
+        """`video_gap` (start, length) in seconds: no pictures then, as from a stalled camera or encoder
+        (audio goes on)."""
+        self.nc, self.session_id, self.marks, self.video_gap = nc, session_id, marks, video_gap
         self.width, self.height, self.fps, self.codec, self.audio = width, height, fps, codec, audio
         video: Any = av.CodecContext.create(_ENCODERS[codec], "w")
         self.video = video
@@ -70,7 +73,13 @@ class SyntheticBroadcast:
             while (due := start + i / self.fps) < start + seconds:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 capture = time.time_ns() // 1000
-                packets = await loop.run_in_executor(None, self._encode_video, i, capture // 1000)
+                gap = self.video_gap
+                stalled = gap is not None and gap[0] <= i / self.fps < gap[0] + gap[1]
+                packets = (
+                    []
+                    if stalled
+                    else await loop.run_in_executor(None, self._encode_video, i, capture // 1000)
+                )
                 for data, key in packets:
                     await self._send("video", data, key, i * 90_000 // self.fps, 90_000, capture)
                 if self.audio:

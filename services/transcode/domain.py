@@ -9,6 +9,7 @@ from xml.sax.saxutils import quoteattr
 import msgspec
 
 __all__ = [
+    "FrameGrid",
     "LowLatency",
     "Rung",
     "SegmentInfo",
@@ -81,6 +82,45 @@ def cap_ladder(ladder: list[Rung], width: int, height: int) -> list[Rung]:
 def segment_index(t_ms: int, segment_ms: int) -> int:
     """Which nominal segment slot a timestamp falls into (a new slot starts a new segment)."""
     return t_ms // segment_ms
+
+
+# A source that stalls longer than this (a clock jump, a long outage) is not bridged: the gap stays.
+FILL_MAX_MS = 10_000
+
+
+class FrameGrid:
+    """Puts a source's pictures on a constant frame-rate grid, as the ladder's encoders and the players'
+    buffers want them. A source that stalls (a congested network, a busy camera or encoder) leaves a hole
+    and then often sends what it held back in a burst. In WebM the last picture of a cluster lasts one
+    frame interval in a browser's media buffer, so a hole that crosses a chunk or segment boundary is a
+    hole in the buffer, which players stall on. On the grid, the last picture is shown again over a hole
+    (it freezes, as on TV) and of several pictures in one grid slot only the first is kept, so the output
+    has a picture every frame interval and no more."""
+
+    def __init__(self, fps: int) -> None:
+        self.step = 1000 / fps
+        self.origin: int | None = None
+        self.slot = 0  # the last slot filled
+        self.last_ms = -1  # its time
+
+    def _time(self, slot: int) -> int:
+        assert self.origin is not None
+        return self.origin + round(slot * self.step)
+
+    def place(self, t_ms: int) -> tuple[list[int], int | None]:
+        """For a picture taken at `t_ms`: the grid times at which to show the previous picture again, and
+        this picture's grid time (None: its slot is taken, leave it out)."""
+        if self.origin is None:
+            self.origin, self.last_ms = t_ms, t_ms
+            return [], t_ms
+        slot = round((t_ms - self.origin) / self.step)
+        if slot <= self.slot:
+            return [], None
+        bridged = (slot - self.slot) * self.step <= FILL_MAX_MS
+        repeats = [self._time(k) for k in range(self.slot + 1, slot)] if bridged else []
+        self.slot = slot
+        self.last_ms = self._time(slot)
+        return repeats, self.last_ms
 
 
 def _iso(ts: datetime) -> str:

@@ -49,6 +49,9 @@ class SessionRunner:
         self.last_media = time.monotonic()
         self.first_number = 1
         self.last_t = -1
+        self.grid = domain.FrameGrid(config.fps)  # pictures go to the ladder at a constant frame rate
+        self.last_picture: Any = None  # the picture last sent to the ladder, shown again over a stall
+        self.repeated = self.skipped = 0  # pictures repeated over stalls, left out of bursts
         self.audio_seen = 0.0
         self.ladder_started = 0.0
         self.has_audio = False
@@ -96,7 +99,13 @@ class SessionRunner:
         self._close()
         if owned:
             await finalize_recording(self.pool, self.bucket, self.sid, fps=self.config.fps)
-        log.info("transcode_stopped", session_id=self.sid, owned=owned)
+        log.info(
+            "transcode_stopped",
+            session_id=self.sid,
+            owned=owned,
+            pictures_repeated=self.repeated,
+            pictures_skipped=self.skipped,
+        )
 
     async def _on_media(self, msg: Any) -> None:
         try:
@@ -176,9 +185,18 @@ class SessionRunner:
             if self.segmenter is None:
                 await self._start_ladder(picture.width, picture.height)
             assert self.segmenter is not None
-            self.last_t = t
             assert self.ladder is not None
-            self.ladder.submit(picture, t, self.segmenter.video_frame(t))
+            self.last_t = t
+            repeats, shown = self.grid.place(t)
+            for repeat in repeats:  # the source stalled: its last picture stays on screen
+                self.ladder.submit(self.last_picture, repeat, self.segmenter.video_frame(repeat))
+                self._place(await self.ladder.collect())
+            self.repeated += len(repeats)
+            if shown is None:  # a burst: more pictures than frame intervals
+                self.skipped += 1
+                continue
+            self.last_picture = picture
+            self.ladder.submit(picture, shown, self.segmenter.video_frame(shown))
         if self.ladder is not None:
             self._place(await self.ladder.collect())
 
@@ -227,7 +245,7 @@ class SessionRunner:
             return
         if self.ladder is not None:
             self._place(await self.ladder.flush())
-        for chunk in self.segmenter.close(self.last_t + 1000 // self.config.fps):
+        for chunk in self.segmenter.close(self.grid.last_ms + 1000 // self.config.fps):
             self.writer.put_nowait(chunk)
 
     def _close(self) -> None:

@@ -33,11 +33,14 @@ from tests.integration.transcode_helpers import (
 
 async def test_ladder_segments_manifests_and_recording(stack: Stack, api: httpx.Client, make_member) -> None:  # type: ignore[no-untyped-def]
     """Every rung decodes as AV1 at its size for the stream's length, the manifests list exactly the stored
-    segments, a stream that stops mid-segment ends with a short last segment, and the recording plays."""
+    segments, a stream that stops mid-segment ends with a short last segment, a stall in the camera is
+    bridged, and the recording plays."""
     name, session_id, owner = start_live(api, make_member)
     nc = await connect(stack.nats_url, name="test-source")
     try:
-        source = SyntheticBroadcast(nc, session_id, width=320, height=180)
+        # The camera stalls for 1.2 s mid-stream (audio goes on): the rungs still have a picture every
+        # frame interval (the last one repeated), so a player's buffer has no hole to stall on.
+        source = SyntheticBroadcast(nc, session_id, width=320, height=180, video_gap=(1.2, 1.2))
         feeding = asyncio.create_task(source.run(3.5))
 
         def live() -> httpx.Response | None:

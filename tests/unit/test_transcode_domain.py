@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -20,6 +21,52 @@ def test_ladder_parses_sorted_and_rejects_bad_entries() -> None:
     for bad in ("1280x720", "1281x720:2500", "640x360:10", ""):
         with pytest.raises(ValueError, match="ladder"):
             domain.parse_ladder(bad)
+
+
+def _feed(grid: domain.FrameGrid, times: list[int]) -> list[tuple[int, str]]:
+    """Every grid time the pictures at `times` produce, each marked as a repeat or the picture itself."""
+    out: list[tuple[int, str]] = []
+    for t in times:
+        repeats, shown = grid.place(t)
+        out += [(r, "repeat") for r in repeats]
+        if shown is not None:
+            out.append((shown, f"picture {t}"))
+    return out
+
+
+def test_frame_grid_keeps_a_steady_source_as_it_is() -> None:
+    times = [1000 + round(k * 1000 / 30) for k in range(90)]
+    jittered = [t + (7 if k % 3 == 1 else -5 if k % 3 == 2 else 0) for k, t in enumerate(times)]
+    out = _feed(domain.FrameGrid(30), jittered)
+    assert [kind for _t, kind in out] == [f"picture {t}" for t in jittered]
+    assert [t for t, _kind in out] == times
+
+
+def test_frame_grid_freezes_over_a_stall_and_thins_the_burst_after_it() -> None:
+    # 10 pictures, nothing for 700 ms, then 6 held-back pictures at once, then steady again.
+    steady = [round(k * 1000 / 30) for k in range(10)]  # 0 .. 300
+    burst = [1000, 1002, 1004, 1006, 1008, 1010]
+    after = [1033, 1067, 1100]
+    out = _feed(domain.FrameGrid(30), steady + burst + after)
+    times = [t for t, _kind in out]
+    assert times == sorted(set(times))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) <= 34, gaps  # a picture every frame interval, the hole bridged
+    assert min(gaps) >= 33, gaps  # and no more: the burst is thinned
+    repeats = [t for t, kind in out if kind == "repeat"]
+    assert (repeats[0], repeats[-1]) == (333, 967), repeats
+    shown = [kind for _t, kind in out if kind != "repeat"]
+    assert shown == [f"picture {t}" for t in [*steady, 1000, *after]]
+    assert out[-1] == (1100, "picture 1100")
+
+
+def test_frame_grid_leaves_a_long_outage_or_clock_jump_unbridged() -> None:
+    grid = domain.FrameGrid(30)
+    grid.place(0)
+    repeats, shown = grid.place(domain.FILL_MAX_MS + 1000)
+    assert repeats == []
+    assert shown == domain.FILL_MAX_MS + 1000
+    assert grid.place(domain.FILL_MAX_MS + 1033) == ([], domain.FILL_MAX_MS + 1033)
 
 
 def test_ladder_is_capped_at_the_source() -> None:
