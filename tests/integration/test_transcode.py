@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
@@ -41,6 +42,7 @@ async def test_ladder_segments_manifests_and_recording(stack: Stack, api: httpx.
         # The camera stalls for 1.2 s mid-stream (audio goes on): the rungs still have a picture every
         # frame interval (the last one repeated), so a player's buffer has no hole to stall on.
         source = SyntheticBroadcast(nc, session_id, width=320, height=180, video_gap=(1.2, 1.2))
+        started = time.monotonic()
         feeding = asyncio.create_task(source.run(3.5))
 
         def live() -> httpx.Response | None:
@@ -71,6 +73,7 @@ async def test_ladder_segments_manifests_and_recording(stack: Stack, api: httpx.
         assert state["transcoded"]
         assert state["dash_url"] == f"/live/{name}/manifest.mpd"
         await feeding
+        source_ms = (time.monotonic() - started) * 1000  # a loaded machine stretches the source's 3.5 s
     finally:
         await nc.drain()
     r = api.delete(f"/api/v1/operator/channels/{name}/session", headers=OP)
@@ -83,7 +86,7 @@ async def test_ladder_segments_manifests_and_recording(stack: Stack, api: httpx.
     # The transcoder starts at the first keyframe it asks for, so up to a second may be missing at the start.
     assert rec["id"] == session_id
     assert rec["segments"] >= 2
-    assert 2000 <= rec["duration_ms"] <= 3600, rec
+    assert 2000 <= rec["duration_ms"] <= source_ms + 100, (rec, source_ms)
     r = api.get(rec["manifest_url"])
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/dash+xml")
@@ -202,9 +205,12 @@ async def test_low_latency_segment_streams_while_it_is_made(
         stored = await await_for(lambda: api.get(path).content, 10, "the stored segment")
         assert stored == body
         init = api.get(f"/live/{name}/{session_id}/v0/init.webm").content
-        codec, count, width, height, _seconds = decode_track(init + body)
+        codec, count, width, height, seconds = decode_track(init + body)
         assert (codec, width, height) == ("libdav1d", 320, 180)
-        assert 25 <= count <= 35, count  # one 1 s segment at 30 fps
+        # Up to one 1 s segment (the first one starts at the first picture, anywhere in its slot), a
+        # picture every frame interval however the loaded source kept time.
+        assert 5 <= count <= 31, count
+        assert abs(count - (seconds * 30 + 1)) <= 1, (count, seconds)
         await feeding
     finally:
         feeding.cancel()
