@@ -307,6 +307,7 @@ def report_latency(latencies: list[float], players: dict[str, PlayerResult], mea
         p99 = statistics.quantiles(values, n=100)[98] if len(values) > 1 else values[0]
         print(f"  {mode:12s}: p50 {p50s[mode]:.2f} s  p99 {p99:.2f} s  ({len(values)} frames, stalls"
               f" {stats['stalls']}, Shaka live latency {float(stats['latency'] or 0):.2f} s,"
+              f" {float(stats['behindSeekEnd'] or 0):.2f} s behind its seek range end at rate {stats['rate']},"
               f" Shaka low-latency mode {'on' if stats['lowLatency'] else 'off'}, errors {stats['errors']})")  # fmt: skip
     if len(p50s) == 2:
         print(

@@ -76,7 +76,9 @@ window.play = async (url, config) => {
 window.stats = () => {
   if (!window.player) return {stalls: null, buffering: null, latency: null, lowLatency: false};
   const s = window.player.getStats();
+  const v = document.getElementById('v');
   return {stalls: s.stallsDetected, buffering: s.bufferingTime, latency: s.liveLatency,
+          behindSeekEnd: window.player.seekRange().end - v.currentTime, rate: v.playbackRate,
           lowLatency: window.player.getConfiguration().streaming.lowLatencyMode &&
                       window.player.getManifest().isLowLatency};
 };

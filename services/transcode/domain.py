@@ -198,11 +198,20 @@ def live_manifest(
         offset = max(segment_ms - low_latency.chunk_ms, 0) / 1000
         ato = f' availabilityTimeOffset="{offset:.3f}" availabilityTimeComplete="false"'
         target = low_latency.target_latency_ms
+        # Shaka keeps the Latency target (±0.5 s, at PlaybackRate@max above it and @min below) as the
+        # distance from its seek range end, which lies `suggestedPresentationDelay` behind an availability
+        # end that `availabilityTimeOffset` puts up to a chunk or so ahead of the newest picture. So the
+        # picture is about delay + target + 0.5 s - (that lead) old; the lead is fixed when Shaka joins
+        # (0.2-0.8 s measured). With delay = target - chunk and the Shaka target the rest of `target`
+        # after a segment, a chunk and the tolerance (0 for 3 s, 2 s and 500 ms), pictures were 2.15-2.2 s
+        # old with 2 s segments, just above a segment's own delay, without stalls. Handing Shaka `target`
+        # for both, as before, made it sit 4-4.6 s behind.
+        delay = max(target - low_latency.chunk_ms, segment_ms)  # never nearer than a segment allows
+        behind = max(target - segment_ms - low_latency.chunk_ms - 500, 0)
         service = (
-            f'<ServiceDescription id="0"><Latency target="{target}" min="{target // 2}" '
-            f'max="{target * 2}"/><PlaybackRate min="0.95" max="1.15"/></ServiceDescription>'
-        )  # Shaka speeds up to PlaybackRate@max while more than half a second behind the target
-        delay = target
+            f'<ServiceDescription id="0"><Latency target="{behind}" min="0" max="{behind + segment_ms}"/>'
+            '<PlaybackRate min="0.95" max="1.15"/></ServiceDescription>'
+        )
     sets = _adaptation_sets(base, rungs, has_audio, shown, fps, ato)
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<MPD {_MPD_NS} type="dynamic" '

@@ -147,22 +147,39 @@ def test_live_manifest_lists_the_window_and_vod_all() -> None:
     assert len(vod.findall("d:Period/d:AdaptationSet", NS)) == 1
 
 
-def test_low_latency_manifest_offers_the_segment_being_made() -> None:
+def _ll_manifest(target_ms: int) -> ET.Element:
     segs = [domain.SegmentInfo(number=n, start_ms=n * 2000, duration_ms=2000) for n in range(1, 4)]
     text = domain.live_manifest(
         base="s/", availability_start=datetime(2026, 1, 1, tzinfo=UTC), published=datetime.now(UTC),
         rungs=domain.parse_ladder("640x360:700"), has_audio=True, segments=segs, segment_ms=2000,
-        window_ms=10_000, fps=30, low_latency=domain.LowLatency(chunk_ms=500, target_latency_ms=2500),
+        window_ms=10_000, fps=30, low_latency=domain.LowLatency(chunk_ms=500, target_latency_ms=target_ms),
     )  # fmt: skip
-    mpd = ET.fromstring(text)
-    latency = mpd.find("d:ServiceDescription/d:Latency", NS)
-    assert latency is not None
-    assert latency.get("target") == "2500"
+    return ET.fromstring(text)
+
+
+def test_low_latency_manifest_offers_the_segment_being_made() -> None:
+    mpd = _ll_manifest(3000)
     assert [c.tag.split("}")[1] for c in mpd][:2] == ["ServiceDescription", "Period"]
     for tpl in mpd.findall("d:Period/d:AdaptationSet/d:Representation/d:SegmentTemplate", NS):
         assert tpl.get("availabilityTimeOffset") == "1.500"
         assert tpl.get("availabilityTimeComplete") == "false"
-    assert mpd.get("suggestedPresentationDelay") == "PT2.500S"
+
+
+def test_low_latency_target_is_split_between_the_delay_and_shakas_latency() -> None:
+    # Shaka keeps its Latency target from its seek range end, which already lies the presentation delay
+    # back: a 3 s picture target is a 2.5 s delay (target less a chunk) and the rest after a segment, a
+    # chunk and Shaka's 0.5 s tolerance (0 s); a longer target leaves Shaka some; a short one is held at a
+    # segment's delay, the nearest a whole-segment player can be.
+    for target, delay, shaka_target in (
+        (3000, "PT2.500S", "0"),
+        (4500, "PT4.000S", "1500"),
+        (1000, "PT2.000S", "0"),
+    ):
+        mpd = _ll_manifest(target)
+        latency = mpd.find("d:ServiceDescription/d:Latency", NS)
+        assert latency is not None
+        assert (mpd.get("suggestedPresentationDelay"), latency.get("target")) == (delay, shaka_target)
+        assert latency.get("max") == str(int(shaka_target) + 2000)
 
 
 def test_opus_head_is_rfc7845() -> None:
