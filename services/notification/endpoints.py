@@ -67,7 +67,7 @@ class RequestHandlers:
     """The notification.* endpoints over the pool."""
 
     def __init__(
-        self, pool: Any, nc: Client | None, *, vapid_public_key: str, allow_private: bool,
+        self, pool: Any, nc: Client, *, vapid_public_key: str, allow_private: bool,
         ticket_ttl: float, wake_webhooks: Callable[[], None],
     ) -> None:  # fmt: skip
         self.pool = pool
@@ -140,10 +140,11 @@ class RequestHandlers:
         async with self.pool.acquire() as conn, conn.transaction():
             ids = await store.channel_ids(conn, names=muted + push)
             missing = sorted({n for n in [*muted, *push] if n not in ids})
-            for name in missing if len(missing) <= LEARN_MAX else []:
-                row = await self._learn(conn, name)
-                if row is not None:
-                    ids[row["name"]] = row["id"]
+            if len(missing) <= LEARN_MAX:
+                for name in missing:
+                    row = await self._learn(conn, name)
+                    if row is not None:
+                        ids[row["name"]] = row["id"]
             unknown = [n for n in [*muted, *push] if n not in ids]
             if unknown:
                 raise BadRequest(
@@ -201,8 +202,6 @@ class RequestHandlers:
     async def _learn(self, conn: Any, name: str) -> Any:
         """A channel our copy does not know yet (created a moment ago, its event not handled yet), asked
         of the channel service and kept; None when it does not exist."""
-        if self.nc is None:
-            return None
         try:
             found = await request(self.nc, pc.GET, pc.GetChannel(name=name))
         except NotFound:

@@ -101,17 +101,21 @@ class FrameGrid:
         self.step = 1000 / fps
         self.origin: int | None = None
         self.slot = 0  # the last slot filled
-        self.last_ms = -1  # its time
 
     def _time(self, slot: int) -> int:
         assert self.origin is not None
         return self.origin + round(slot * self.step)
 
+    @property
+    def last_ms(self) -> int:
+        """The time of the last slot filled (-1 before the first picture)."""
+        return -1 if self.origin is None else self._time(self.slot)
+
     def place(self, t_ms: int) -> tuple[list[int], int | None]:
         """For a picture taken at `t_ms`: the grid times at which to show the previous picture again, and
         this picture's grid time (None: its slot is taken, leave it out)."""
         if self.origin is None:
-            self.origin, self.last_ms = t_ms, t_ms
+            self.origin = t_ms
             return [], t_ms
         slot = round((t_ms - self.origin) / self.step)
         if slot <= self.slot:
@@ -119,7 +123,6 @@ class FrameGrid:
         bridged = (slot - self.slot) * self.step <= FILL_MAX_MS
         repeats = [self._time(k) for k in range(self.slot + 1, slot)] if bridged else []
         self.slot = slot
-        self.last_ms = self._time(slot)
         return repeats, self.last_ms
 
 
