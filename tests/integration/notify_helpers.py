@@ -18,15 +18,40 @@ from libs.bus import Event, connect, new_id, publish
 from proto.ingest import SessionEnded, SessionStarted
 from proto.social import Followed
 
+# Sessions started through publish_events and not ended yet: end_open_sessions ends them.
+_open: dict[str, SessionStarted] = {}
+
 
 async def publish_events(nats_url: str, *events: Event) -> None:
     """Publish events into JetStream as their owning services would."""
+    for e in events:
+        if isinstance(e, SessionStarted):
+            _open[e.session_id] = e
+        elif isinstance(e, SessionEnded):
+            _open.pop(e.session_id, None)
     nc = await connect(nats_url, name="test-publisher")
     try:
         js = nc.jetstream()
         await asyncio.gather(*(publish(js, e) for e in events))
     finally:
         await nc.drain()
+
+
+async def end_open_sessions(nats_url: str) -> None:
+    """End the sessions a test started without media and left open, as ingest would: otherwise each holds
+    a transcoder slot until the stack lets it go as idle (8 s), and a media test right after finds no room."""
+    ended = [
+        SessionEnded(
+            session_id=s.session_id,
+            channel_id=s.channel_id,
+            channel_name=s.channel_name,
+            started_at=s.started_at,
+            ended_at=datetime.now(UTC),
+        )
+        for s in _open.values()
+    ]
+    if ended:
+        await publish_events(nats_url, *ended)
 
 
 def followed(user_id: str, username: str, channel_id: str, channel_name: str) -> Followed:

@@ -26,6 +26,7 @@ from tests.conftest import Member, assert_problem
 from tests.integration.notify_helpers import (
     Received,
     Receiver,
+    end_open_sessions,
     followed,
     minutes,
     publish_events,
@@ -69,6 +70,13 @@ async def wait_inbox(
             assert len(items) == count, items
             return items
         await asyncio.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+async def _end_sessions(stack: Stack) -> AsyncIterator[None]:
+    """The sessions a test starts end with it, so they hold no transcoder slot from the tests after."""
+    yield
+    await end_open_sessions(stack.nats_url)
 
 
 @pytest.fixture
