@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from libs.bus import Event, Rpc, StreamSpec
+from proto.base import Entity, Event, Lookup, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="CHANNEL",
@@ -254,6 +254,7 @@ class ChannelCreated(Event, frozen=True, kw_only=True):
     tags: list[str]
     language: str
     created_at: datetime
+    version: int = 1
 
 
 class ChannelUpdated(Event, frozen=True, kw_only=True):
@@ -269,6 +270,9 @@ class ChannelUpdated(Event, frozen=True, kw_only=True):
     category: str
     tags: list[str]
     language: str
+    owner_id: str = ""
+    # The channel's version after this change (ChannelCopy.version).
+    version: int = 0
 
 
 class KeyRotated(Event, frozen=True, kw_only=True):
@@ -281,24 +285,22 @@ class KeyRotated(Event, frozen=True, kw_only=True):
     prefix: str
 
 
-class RoleGranted(Event, frozen=True, kw_only=True):
+class RoleEvent(Event, frozen=True, kw_only=True):
+    """Shared shape of the role events: who got or lost which role in which channel."""
+
+    channel_id: str
+    channel_name: str
+    user_id: str
+    username: str
+    role: str
+
+
+class RoleGranted(RoleEvent, frozen=True, kw_only=True):
     subject: ClassVar[str] = "channel.role.granted"
 
-    channel_id: str
-    channel_name: str
-    user_id: str
-    username: str
-    role: str
 
-
-class RoleRevoked(Event, frozen=True, kw_only=True):
+class RoleRevoked(RoleEvent, frozen=True, kw_only=True):
     subject: ClassVar[str] = "channel.role.revoked"
-
-    channel_id: str
-    channel_name: str
-    user_id: str
-    username: str
-    role: str
 
 
 class ImageUpdated(Event, frozen=True, kw_only=True):
@@ -334,3 +336,28 @@ class EmoteRemoved(Event, frozen=True, kw_only=True):
     channel_id: str
     channel_name: str
     code: str
+
+
+# What other services may keep of a channel (libs.replica): kept from the events above, asked on a miss.
+
+
+class ChannelCopy(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel as other services keep it; `version` grows with every change of the channel."""
+
+    channel_id: str
+    name: str
+    owner_id: str
+    version: int = 1
+
+
+LOOKUP_CHANNEL = Rpc("channel.lookup_channel", Lookup, ChannelCopy)
+
+CHANNEL = Entity(
+    name="channel",
+    struct=ChannelCopy,
+    key="channel_id",
+    lookups=("channel_id", "name"),
+    stream=STREAM,
+    events=(ChannelCreated, ChannelUpdated),
+    lookup=LOOKUP_CHANNEL,
+)

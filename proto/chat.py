@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from libs.bus import Event, Rpc, StreamSpec
+from proto.base import Event, Rpc, StreamSpec
 
 # The last messages of a room kept for joiners; deletions remove them from here.
 ROOM_HISTORY = 100
@@ -303,3 +303,53 @@ class ModerationApplied(Event, frozen=True, kw_only=True):
     action: str
     target: str
     detail: str
+
+
+# WebSocket frames (services/gateway/routes/chat.py; the protocol is docs/chat.md) ---------------------
+# The chat socket carries NDJSON: one text frame holds one or more JSON objects, one a line, each tagged
+# by "type". A client sends Hello first, then SendFrame lines. The server sends RoomState ("welcome")
+# once, then room frames as the chat service published them (ChatMessage and the ControlFrame kinds,
+# forwarded as they are) and, to the sender only, AckFrame or ErrorFrame.
+
+
+class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello", tag_field="type"):
+    """The first client frame: with an access token the socket may send, without it only read."""
+
+    token: str = ""
+
+
+class SendFrame(msgspec.Struct, frozen=True, kw_only=True, tag="send", tag_field="type"):
+    """A line typed in chat; `nonce` (1 to 64 characters) makes a retry of the same line the same message."""
+
+    nonce: str
+    text: str
+
+
+ClientFrame = Hello | SendFrame
+
+
+class AckFrame(msgspec.Struct, frozen=True, kw_only=True, tag="ack", tag_field="type", omit_defaults=True):
+    """The sender's line was taken: stored as message `id`, or a command done (`detail` says what)."""
+
+    nonce: str
+    id: str
+    kind: Literal["message", "command"]
+    detail: str
+    duplicate: bool = False
+
+
+class ErrorFrame(
+    msgspec.Struct, frozen=True, kw_only=True, tag="error", tag_field="type", omit_defaults=True
+):
+    """A line (or the hello) was refused; `retry_after` seconds and `retry_at` (ISO 8601, milliseconds)
+    say when sending opens again, `nonce` names the refused line."""
+
+    status: int
+    code: str
+    detail: str
+    nonce: str = ""
+    retry_after: float | None = None
+    retry_at: str | None = None
+
+
+ServerFrame = RoomState | ChatMessage | Deleted | Cleared | Purged | ModesChanged | AckFrame | ErrorFrame

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import msgspec
 
-from libs.bus import Event, Rpc, StreamSpec
+from proto.base import Event, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="EDGE",
@@ -60,26 +60,24 @@ def delete_rpc(process_id: str) -> Rpc[ViewerRef, ViewerLeftReply]:
     return Rpc(f"edge.{process_id}.viewer.delete", ViewerRef, ViewerLeftReply)
 
 
-class ViewerJoined(Event, frozen=True, kw_only=True):
+class Viewing(Event, frozen=True, kw_only=True):
+    """What both viewer events say of a viewer session (not published itself: it has no subject)."""
+
+    viewer_session_id: str
+    channel_id: str
+    channel_name: str
+    session_id: str
+    viewer_id: str = ""
+    joined_at: datetime
+
+
+class ViewerJoined(Viewing, frozen=True, kw_only=True):
     subject: ClassVar[str] = "edge.viewer.joined"
 
-    viewer_session_id: str
-    channel_id: str
-    channel_name: str
-    session_id: str
-    viewer_id: str = ""
-    joined_at: datetime
 
-
-class ViewerLeft(Event, frozen=True, kw_only=True):
+class ViewerLeft(Viewing, frozen=True, kw_only=True):
     subject: ClassVar[str] = "edge.viewer.left"
 
-    viewer_session_id: str
-    channel_id: str
-    channel_name: str
-    session_id: str
-    viewer_id: str = ""
-    joined_at: datetime
     left_at: datetime
 
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import msgspec
 
-from libs.bus import Event, Rpc, StreamSpec
+from proto.base import Entity, Event, Lookup, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="IDENTITY",
@@ -40,12 +40,6 @@ class LogoutRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 class WhoamiRequest(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
-
-
-class FindUserRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Look a user up by name (any case); for services whose own copy has not caught up yet."""
-
-    username: str
 
 
 class KeysRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,7 +89,6 @@ REFRESH = Rpc("identity.refresh", RefreshRequest, TokenPair)
 LOGOUT = Rpc("identity.logout", LogoutRequest, Done)
 WHOAMI = Rpc("identity.whoami", WhoamiRequest, Profile)
 KEYS = Rpc("identity.keys", KeysRequest, Keys)
-FIND_USER = Rpc("identity.find_user", FindUserRequest, User)
 
 
 class UserRegistered(Event, frozen=True, kw_only=True):
@@ -103,3 +96,28 @@ class UserRegistered(Event, frozen=True, kw_only=True):
 
     user_id: str
     username: str
+    version: int = 1
+
+
+# What other services may keep of a user (libs.replica): kept from the events above, asked on a miss.
+
+
+class UserCopy(msgspec.Struct, frozen=True, kw_only=True):
+    """A user as other services keep it; `version` grows with every change of these fields."""
+
+    user_id: str
+    username: str
+    version: int = 1
+
+
+LOOKUP_USER = Rpc("identity.lookup_user", Lookup, UserCopy)
+
+USER = Entity(
+    name="user",
+    struct=UserCopy,
+    key="user_id",
+    lookups=("user_id", "username"),
+    stream=STREAM,
+    events=(UserRegistered,),
+    lookup=LOOKUP_USER,
+)

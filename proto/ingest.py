@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import msgspec
 
-from libs.bus import Event, Rpc, StreamSpec
+from proto.base import Entity, Event, Lookup, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="STREAM",
@@ -30,6 +30,7 @@ class SessionStarted(Event, frozen=True, kw_only=True):
     width: int = 0
     height: int = 0
     bitrate_kbps: int = 0
+    version: int = 1
 
 
 class SessionEnded(Event, frozen=True, kw_only=True):
@@ -40,6 +41,7 @@ class SessionEnded(Event, frozen=True, kw_only=True):
     channel_name: str
     started_at: datetime
     ended_at: datetime
+    version: int = 2
 
 
 # Media on core NATS (never in a stream): one subject per session and track, payload libs.media.frames.
@@ -127,3 +129,35 @@ def patch_rpc(process_id: str) -> Rpc[SessionPatch, PatchResult]:
 def delete_rpc(process_id: str) -> Rpc[SessionRef, SessionClosed]:
     """DELETE of a session held by ingest process `process_id`."""
     return Rpc(f"ingest.{process_id}.delete", SessionRef, SessionClosed)
+
+
+# What other services may keep of a live session (libs.replica): started is version 1, ended version 2.
+
+
+class LiveSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A broadcast session as other services keep it; `ended_at` is None while it is live."""
+
+    session_id: str
+    channel_id: str
+    channel_name: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    video_codec: str = ""
+    audio_codec: str = ""
+    width: int = 0
+    height: int = 0
+    bitrate_kbps: int = 0
+    version: int = 1
+
+
+LOOKUP_SESSION = Rpc("ingest.lookup_session", Lookup, LiveSession)
+
+LIVE_SESSION = Entity(
+    name="live_session",
+    struct=LiveSession,
+    key="session_id",
+    lookups=("session_id",),
+    stream=STREAM,
+    events=(SessionStarted, SessionEnded),
+    lookup=LOOKUP_SESSION,
+)

@@ -9,7 +9,7 @@ from typing import Literal
 
 import msgspec
 
-from libs.bus import Rpc
+from proto.base import Rpc
 
 WebhookType = Literal["stream.online", "stream.offline", "channel.follow", "channel.subscribe"]
 WEBHOOK_TYPES: tuple[str, ...] = ("stream.online", "stream.offline", "channel.follow", "channel.subscribe")

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import msgspec
 
-from libs.bus import Event, Rpc, StreamSpec
+from proto.base import Event, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="SOCIAL",
@@ -20,25 +20,25 @@ STREAM = StreamSpec(
 )
 
 
-class Followed(Event, frozen=True, kw_only=True):
+class FollowEvent(Event, frozen=True, kw_only=True):
+    """Shared shape of the follow events: which user and which channel."""
+
+    user_id: str
+    username: str
+    channel_id: str
+    channel_name: str
+
+
+class Followed(FollowEvent, frozen=True, kw_only=True):
     """`user` started following `channel` (never emitted twice for one follow)."""
 
     subject: ClassVar[str] = "social.channel.followed"
 
-    user_id: str
-    username: str
-    channel_id: str
-    channel_name: str
     followed_at: datetime
 
 
-class Unfollowed(Event, frozen=True, kw_only=True):
+class Unfollowed(FollowEvent, frozen=True, kw_only=True):
     subject: ClassVar[str] = "social.channel.unfollowed"
-
-    user_id: str
-    username: str
-    channel_id: str
-    channel_name: str
 
 
 class SubscriptionState(Event, frozen=True, kw_only=True):

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import msgspec
 
-from libs.bus import Event, Rpc, StreamSpec
+from proto.base import Event, Rpc, StreamSpec
 
 STREAM = StreamSpec(
     name="TRANSCODE",
