@@ -1,5 +1,6 @@
 """Wires a service process: config, logs, traces, metrics, NATS, its schema, outbox relay, endpoints,
-consumers, and a clean shutdown on SIGTERM or SIGINT."""
+consumers, copies of other services' entities, background workers, and a clean shutdown on SIGTERM or
+SIGINT. A service's app declares these five mechanisms here and writes none of them itself."""
 
 from __future__ import annotations
 
@@ -16,20 +17,25 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from libs import faults
-from libs.bus.connection import StreamSpec, connect, ensure_streams
+from libs.bus.connection import connect, ensure_streams
 from libs.bus.consume import ConsumerSpec, EventHandler, consume
 from libs.bus.rpc import Route, serve
 from libs.config import ConfigError, load_config
 from libs.db.migrate import apply_migrations
 from libs.db.outbox import OutboxRelay
-from libs.db.pool import create_pool
+from libs.db.pool import Connection, Pool, create_pool
 from libs.obs.logging import configure_logging, get_logger
 from libs.obs.metrics import heartbeat, set_readiness, start_metrics_server
 from libs.obs.tracing import configure_tracing
+from libs.replica import Replica
+from libs.worker import Step, Worker
+from proto.base import Entity, Event, StreamSpec
 
 __all__ = ["Runtime", "ServiceConfig", "run_service"]
 
 log = get_logger("runtime")
+
+E = TypeVar("E", bound=msgspec.Struct)
 
 
 class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,10 +75,12 @@ class Runtime:
         self.streams = streams
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
-        self.pool: Any = None
+        self._pool: Pool | None = None
+        self.workers: dict[str, Worker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._services: list[Any] = []
         self._stop = asyncio.Event()
+        self._relay: OutboxRelay | None = None
 
     async def __aenter__(self) -> Runtime:
         configure_logging(self.name, level=self.config.log_level, json=self.config.log_json)
@@ -83,15 +91,15 @@ class Runtime:
         self.js = self.nc.jetstream()
         await ensure_streams(self.js, self.streams, replicas=self.config.jetstream_replicas)
         if self.schema is not None:
-            self.pool = await create_pool(
+            self._pool = await create_pool(
                 self.config.database_url, schema=self.schema, max_size=self.config.db_pool_size
             )
             if self.migrations is not None:
-                async with self.pool.acquire() as conn:
+                async with self._pool.acquire() as conn:
                     await apply_migrations(conn, self.schema, self.migrations)
-            relay = OutboxRelay(self.pool, self.js, self.schema)
-            self.spawn(relay.run(), name="outbox-relay")
-        self.spawn(_beat_forever(), name="heartbeat")
+            self._relay = OutboxRelay(self._pool, self.js, self.schema)
+            self._relay.on_notify = self.worker("outbox-relay", self._relay.step, every=1.0).wake
+        self.worker("heartbeat", _beat, every=1.0)
         set_readiness(self._answering)
         log.info("service_started", version=self.version)
         return self
@@ -107,11 +115,13 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._relay is not None:
+            await self._relay.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
-        if self.pool is not None:
-            await self.pool.close()
+        if self._pool is not None:
+            await self._pool.close()
         log.info("service_stopped")
 
     @property
@@ -119,6 +129,12 @@ class Runtime:
         """The NATS connection (after start)."""
         assert self.nc is not None, "runtime not started"
         return self.nc
+
+    @property
+    def pool(self) -> Pool:
+        """The pool of the service's own schema (after start; only for services with a schema)."""
+        assert self._pool is not None, "runtime not started, or the service has no schema"
+        return self._pool
 
     @property
     def jetstream(self) -> JetStreamContext:
@@ -151,6 +167,46 @@ class Runtime:
         """Handle the events of a durable consumer in the background."""
         self.spawn(consume(self.jetstream, spec, handler), name=f"consume-{spec.durable}")
 
+    def worker(self, name: str, step: Step, *, every: float, first_after: float = 0.0) -> Worker:
+        """Run `step` in the background when woken (`.wake()`), every `every` seconds, and again at once
+        while it reports more work; its errors are logged, counted and retried, never fatal."""
+        if name in self.workers:
+            raise ValueError(f'worker "{name}" is declared twice')
+        worker = self.workers[name] = Worker(name, step, every=every, first_after=first_after)
+        self.spawn(worker.run(), name=f"worker-{name}")
+        return worker
+
+    async def keep_copy(
+        self,
+        entity: Entity[E],
+        *,
+        on_change: Callable[[Connection, E, Event], Awaitable[None]] | None = None,
+        after_change: Callable[[E, Event], None] | None = None,
+        durable: str | None = None,
+    ) -> Replica[E]:
+        """Keep a copy of another service's `entity` in this service's schema, fed by the owner's events.
+        `on_change(conn, entity, event)` runs in the same transaction whenever an event changed the copy
+        (never for a stale or repeated one); `after_change(entity, event)` runs once that transaction
+        committed (e.g. to wake a worker for the work on_change queued: woken earlier, it may look before
+        the commit and find nothing)."""
+        replica = Replica(entity, self.bus)
+        async with self.pool.acquire() as conn:
+            await replica.install(conn)
+        await ensure_streams(self.jetstream, [entity.stream], replicas=self.config.jetstream_replicas)
+
+        async def apply(event: Event) -> None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                changed = await replica.apply(conn, event)
+                if changed is not None and on_change is not None:
+                    await on_change(conn, changed, event)
+            if changed is not None and after_change is not None:
+                after_change(changed, event)
+
+        durable = durable or f"{self.name}-copy-{entity.name}"
+        spec = ConsumerSpec(stream=entity.stream.name, durable=durable, events=entity.events)
+        self.consume(spec, apply)
+        return replica
+
     async def wait(self) -> None:
         """Block until SIGTERM or SIGINT (or a crashed background task)."""
         loop = asyncio.get_running_loop()
@@ -159,11 +215,9 @@ class Runtime:
         await self._stop.wait()
 
 
-async def _beat_forever() -> None:
+async def _beat() -> None:
     """Tell the metrics thread's `/healthz` that the event loop still runs."""
-    while True:
-        heartbeat()
-        await asyncio.sleep(1.0)
+    heartbeat()
 
 
 C = TypeVar("C", bound=ServiceConfig)

@@ -18,7 +18,7 @@ from libs.bus.errors import (
     Unprocessable,
 )
 from libs.bus.publish import publish, publish_encoded
-from libs.bus.rpc import Route, Rpc, request, route, serve
+from libs.bus.rpc import Route, Rpc, answers, request, route, routes_of, serve
 
 __all__ = [
     "BadRequest",
@@ -38,6 +38,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
+    "answers",
     "connect",
     "consume",
     "decode",
@@ -48,6 +49,7 @@ __all__ = [
     "publish_encoded",
     "request",
     "route",
+    "routes_of",
     "serve",
     "utcnow",
 ]

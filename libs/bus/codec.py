@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
-from uuid import uuid4
+from typing import Any, TypeVar
 
 import msgspec
+
+from proto.base import Event, new_id, utcnow
 
 __all__ = ["Event", "decode", "decoder_for", "encode", "new_id", "utcnow"]
 
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
-
-
-def new_id() -> str:
-    """A new random identifier (UUID4, text)."""
-    return str(uuid4())
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-class Event(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of every event: `subject` names where it is published; the id doubles as `Nats-Msg-Id`."""
-
-    subject: ClassVar[str] = ""
-
-    event_id: str = msgspec.field(default_factory=new_id)
-    occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 
 _decoders: dict[Any, Any] = {}

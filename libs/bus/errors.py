@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 __all__ = [
@@ -36,6 +38,11 @@ class ServiceError(Exception):
 
     status: int = 500
     code: str = "internal"
+    _by_status: ClassVar[dict[int, type[ServiceError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        ServiceError._by_status.setdefault(cls.status, cls)  # error_from_body rebuilds the first per status
 
     def __init__(self, detail: str, *, code: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(detail)
@@ -85,25 +92,9 @@ class ServiceUnavailable(ServiceError):
     status, code = 503, "service_unavailable"
 
 
-_BY_STATUS: dict[int, type[ServiceError]] = {
-    cls.status: cls
-    for cls in (
-        BadRequest,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        Conflict,
-        PayloadTooLarge,
-        Unprocessable,
-        TooManyRequests,
-        ServiceUnavailable,
-    )
-}
-
-
 def error_from_body(body: ErrorBody) -> ServiceError:
     """Rebuild the typed error a remote handler raised."""
-    cls = _BY_STATUS.get(body.status, ServiceError)
+    cls = ServiceError._by_status.get(body.status, ServiceError)
     error = cls(body.detail, code=body.code, retry_after=body.retry_after)
     error.status = body.status
     return error

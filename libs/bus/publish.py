@@ -10,7 +10,7 @@ from libs.bus.codec import Event, encode
 from libs.obs.metrics import PUBLISHED
 from libs.obs.tracing import inject_context, tracer
 
-__all__ = ["publish", "publish_encoded"]
+__all__ = ["publish", "publish_encoded", "publish_media_piece"]
 
 
 async def publish(js: JetStreamContext, event: Event, *, timeout: float = 5.0) -> PubAck:
@@ -39,4 +39,20 @@ async def publish_encoded(
             PUBLISHED.labels(subject, "error").inc()
             raise
     PUBLISHED.labels(subject, "duplicate" if ack.duplicate else "ok").inc()
+    return ack
+
+
+async def publish_media_piece(
+    js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str, headers: dict[str, str] | None = None
+) -> PubAck:
+    """Publish a piece of media (a DASH chunk) to JetStream, deduplicated by `msg_id`; counted under one
+    "media" label, since its per-session subjects must not become metric labels, and not traced."""
+    all_headers = dict(headers or {})
+    all_headers["Nats-Msg-Id"] = msg_id
+    try:
+        ack = await js.publish(subject, payload, headers=all_headers)
+    except Exception:
+        PUBLISHED.labels("media", "error").inc()
+        raise
+    PUBLISHED.labels("media", "duplicate" if ack.duplicate else "ok").inc()
     return ack

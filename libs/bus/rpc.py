@@ -22,27 +22,14 @@ from libs.bus.errors import BadRequest, ErrorBody, ServiceError, ServiceUnavaila
 from libs.obs.logging import get_logger
 from libs.obs.metrics import HANDLED, HANDLING_SECONDS
 from libs.obs.tracing import extract_context, inject_context, tracer
+from proto.base import Rpc
 
-__all__ = ["Route", "Rpc", "request", "route", "serve"]
+__all__ = ["Route", "Rpc", "answers", "request", "route", "routes_of", "serve"]
 
 log = get_logger("bus")
 
 Req = TypeVar("Req", bound=msgspec.Struct)
 Rep = TypeVar("Rep", bound=msgspec.Struct)
-
-
-@dataclass(frozen=True, slots=True)
-class Rpc(Generic[Req, Rep]):
-    """A request subject with the types it takes and answers; declared in `proto/` by its owner."""
-
-    subject: str
-    request: type[Req]
-    reply: type[Rep]
-
-    @property
-    def name(self) -> str:
-        """Endpoint name for the service API (the subject with dots as dashes)."""
-        return self.subject.replace(".", "-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +43,41 @@ class Route(Generic[Req, Rep]):
 def route(rpc: Rpc[Req, Rep], handler: Callable[[Req], Awaitable[Rep]]) -> Route[Req, Rep]:
     """Bind `handler` to `rpc` (keeps the request and reply types checked together)."""
     return Route(rpc, handler)
+
+
+Self = TypeVar("Self")
+Method = Callable[[Self, Req], Awaitable[Rep]]
+_ANSWERS = "__cpc_answers__"
+
+
+def answers(rpc: Rpc[Req, Rep]) -> Callable[[Method[Self, Req, Rep]], Method[Self, Req, Rep]]:
+    """Mark a handler class's method as the one answering `rpc`; `routes_of(instance)` collects them.
+    The request and reply types of the method are checked against the Rpc's."""
+
+    def mark(method: Method[Self, Req, Rep]) -> Method[Self, Req, Rep]:
+        setattr(method, _ANSWERS, rpc)
+        return method
+
+    return mark
+
+
+def routes_of(*handlers: object) -> list[Route[Any, Any]]:
+    """The routes of every method marked with `answers` on `handlers`, in the order the class defines
+    them; an Rpc answered twice is a mistake caught here, at start."""
+    routes: dict[str, Route[Any, Any]] = {}
+    marked_by: dict[str, object] = {}
+    for handler in handlers:
+        for klass in reversed(type(handler).__mro__):
+            for name, member in vars(klass).items():
+                rpc = getattr(member, _ANSWERS, None)
+                if rpc is None:
+                    continue
+                if marked_by.setdefault(rpc.subject, member) is not member:
+                    raise ValueError(f"{rpc.subject} is answered twice")
+                routes[rpc.subject] = Route(rpc, getattr(handler, name))
+    if not routes:
+        raise ValueError("no method is marked with @answers")
+    return list(routes.values())
 
 
 def _validation_detail(exc: msgspec.MsgspecError) -> str:

@@ -2,12 +2,14 @@
 
 from libs.db.migrate import Migration, MigrationError, apply_migrations, load_migrations
 from libs.db.outbox import OutboxRelay, add_event
-from libs.db.pool import create_pool
+from libs.db.pool import Connection, Pool, create_pool
 
 __all__ = [
+    "Connection",
     "Migration",
     "MigrationError",
     "OutboxRelay",
+    "Pool",
     "add_event",
     "apply_migrations",
     "create_pool",

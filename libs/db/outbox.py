@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from nats.js import JetStreamContext
 
 from libs.bus.codec import Event, encode
 from libs.bus.publish import publish_encoded
+from libs.db.pool import Connection, Pool
 from libs.faults import failpoint
 from libs.obs.logging import get_logger
 from libs.obs.tracing import inject_context
@@ -35,7 +38,7 @@ def _channel(schema: str) -> str:
     return f"cpc_outbox_{schema}"
 
 
-async def add_event(conn: Any, event: Event) -> None:
+async def add_event(conn: Connection, event: Event) -> None:
     """Record `event` in the caller's transaction; the relay publishes it once the transaction commits."""
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)",
@@ -49,38 +52,56 @@ async def add_event(conn: Any, event: Event) -> None:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order; several replicas share the table with SKIP LOCKED."""
+    """Publishes committed outbox rows in order; several replicas share the table with SKIP LOCKED.
+    Its `step` runs in a `libs.worker.Worker`, woken by the NOTIFY of each commit."""
 
-    def __init__(self, pool: Any, js: JetStreamContext, schema: str, *, batch: int = 200) -> None:
+    def __init__(self, pool: Pool, js: JetStreamContext, schema: str, *, batch: int = 200) -> None:
         self._pool = pool
         self._js = js
         self._schema = schema
         self._batch = batch
-        self._wake = asyncio.Event()
+        self._listener: Connection | None = None
+        self.on_notify: Callable[[], None] = lambda: None
 
-    async def run(self, *, poll_seconds: float = 1.0) -> None:
-        """Relay until cancelled: on every NOTIFY, and every `poll_seconds` in case one was missed."""
+    async def step(self) -> bool:
+        """Listen for commits (again, after a lost connection), then relay one batch; True if more wait."""
+        await self._listen()
+        return await self.relay_once() > 0
+
+    def _listening(self) -> bool:
+        if self._listener is None:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:
+            # The connection was lost (PostgreSQL restarted): the pool took it back and detached our
+            # handle, whose every call now raises. Without this the relay would never listen again.
+            return False
+
+    async def _listen(self) -> None:
+        if self._listening():
+            return
+        await self.close()
         listener = await self._pool.acquire()
         try:
-            await listener.add_listener(_channel(self._schema), self._on_notify)
-            while True:
-                try:
-                    while await self.relay_once():
-                        pass
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # NATS or the database is away: rows stay and are retried
-                    log.warning("outbox_relay_failed", error=str(exc))
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=poll_seconds)
-                self._wake.clear()
-        finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(_channel(self._schema), self._on_notify)
+            await listener.add_listener(_channel(self._schema), self._notified)
+        except BaseException:
+            await self._pool.release(listener)
+            raise
+        self._listener = listener
+
+    async def close(self) -> None:
+        """Give the listening connection back to the pool."""
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        with contextlib.suppress(Exception):
+            await listener.remove_listener(_channel(self._schema), self._notified)
+        with contextlib.suppress(Exception):
             await self._pool.release(listener)
 
-    def _on_notify(self, *_: Any) -> None:
-        self._wake.set()
+    def _notified(self, *_: Any) -> None:
+        self.on_notify()
 
     async def relay_once(self) -> int:
         """Publish one batch of pending rows and delete them; returns how many were relayed."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
+
+from proto.ingest import keyframe_subject, media_subject
 
 __all__ = [
     "CODEC_IDS",
@@ -19,6 +22,8 @@ __all__ = [
     "h264_size",
     "is_keyframe",
     "pack_frame",
+    "publish_frame",
+    "request_keyframe",
     "unpack_frame",
     "vp8_size",
 ]
@@ -64,6 +69,22 @@ def pack_frame(frame: MediaFrame) -> bytes:
         frame.seq & 0xFFFFFFFF,
     )
     return header + frame.data
+
+
+class _Publisher(Protocol):
+    async def publish(self, subject: str, payload: bytes = b"") -> None: ...
+
+
+async def publish_frame(nc: _Publisher, session_id: str, kind: str, frame: MediaFrame | bytes) -> None:
+    """Send one encoded frame (or its packed payload) of a session's `kind` track on core NATS: media is
+    fire-and-forget, a lost frame is replaced by the next keyframe, never retried."""
+    payload = frame if isinstance(frame, bytes) else pack_frame(frame)
+    await nc.publish(media_subject(session_id, kind), payload)
+
+
+async def request_keyframe(nc: _Publisher, session_id: str) -> None:
+    """Ask the broadcaster of `session_id` for a keyframe (a viewer joined, or a decoder lost its place)."""
+    await nc.publish(keyframe_subject(session_id), b"")
 
 
 def unpack_frame(payload: bytes) -> MediaFrame:

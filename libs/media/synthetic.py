@@ -16,6 +16,7 @@ from av.video.frame import PictureType
 
 from libs.media.frames import MediaFrame, pack_frame
 from libs.media.testpattern import draw_marks
+from proto.ingest import keyframe_subject, media_subject
 
 __all__ = ["SyntheticBroadcast", "plasma"]
 
@@ -63,7 +64,7 @@ class SyntheticBroadcast:
 
     async def run(self, seconds: float) -> None:
         """Publish for `seconds` of wall-clock time, answering keyframe requests."""
-        sub = await self.nc.subscribe(f"media.{self.session_id}.keyframe", cb=self._on_keyframe)
+        sub = await self.nc.subscribe(keyframe_subject(self.session_id), cb=self._on_keyframe)
         loop = asyncio.get_running_loop()
         start = time.monotonic()
         i = 0
@@ -99,7 +100,7 @@ class SyntheticBroadcast:
             seq=self.seq[kind], data=data,
         )  # fmt: skip
         self.seq[kind] += 1
-        await self.nc.publish(f"media.{self.session_id}.{kind}", pack_frame(frame))
+        await self.nc.publish(media_subject(self.session_id, kind), pack_frame(frame))
 
     def _encode_video(self, i: int, capture_ms: int) -> list[tuple[bytes, bool]]:
         picture = plasma(self.width, self.height, i)

@@ -12,9 +12,12 @@ from prometheus_client import Counter, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 __all__ = [
+    "DEAD_LETTERS",
     "HANDLED",
     "HANDLING_SECONDS",
     "PUBLISHED",
+    "WORKER_ERRORS",
+    "WORKER_SECONDS",
     "heartbeat",
     "set_readiness",
     "start_metrics_server",
@@ -35,6 +38,22 @@ PUBLISHED = Counter(
     "cpc_events_published_total",
     "Events published to JetStream, by subject and outcome.",
     ["subject", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "cpc_dead_letters_total",
+    "Events a consumer gave up on and moved to the DEADLETTERS stream, by consumer and subject.",
+    ["durable", "subject"],
+)
+WORKER_ERRORS = Counter(
+    "cpc_worker_errors_total",
+    "Background worker steps that raised (retried after a back-off), by worker.",
+    ["worker"],
+)
+WORKER_SECONDS = Histogram(
+    "cpc_worker_round_seconds",
+    "Seconds one round of a background worker took, by worker.",
+    ["worker"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0),
 )
 
 

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 
 from libs.bus import Event, StreamSpec, connect, ensure_streams
 from libs.db import MigrationError, OutboxRelay, add_event, apply_migrations, create_pool
+from libs.worker import Worker
 
 
 class Noted(Event, frozen=True, kw_only=True):
@@ -110,7 +111,9 @@ async def test_outbox_publishes_committed_events_once_and_rolled_back_ones_never
     nc, pool, _schema, stream = await _outbox_setup(nats_url, database_url, tmp_path)
     js = nc.jetstream()
     relay = OutboxRelay(pool, js, _schema)
-    task = asyncio.create_task(relay.run(poll_seconds=5))
+    worker = Worker("outbox-relay", relay.step, every=5.0)
+    relay.on_notify = worker.wake
+    task = asyncio.create_task(worker.run())
     try:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("INSERT INTO notes (text) VALUES ('kept')")
@@ -134,6 +137,7 @@ async def test_outbox_publishes_committed_events_once_and_rolled_back_ones_never
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
     finally:
         task.cancel()
+        await relay.close()
         await pool.close()
         await nc.drain()
 
