@@ -1,89 +1,46 @@
-"""Wires the channel service: config, schema, streams, the image bucket and workers, endpoints, consumers."""
+"""Wires the channel service: schema and stream, the image buckets and workers, its copies of users and
+live sessions (a channel's live state follows the latter), the endpoints. Settings: config.py."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from nats.js import JetStreamContext
-from nats.js.api import ObjectStoreConfig, StorageType
-from nats.js.errors import BadRequestError, BucketNotFoundError
-
-from libs.bus import ConsumerSpec
-from libs.obs.logging import get_logger
-from libs.runtime import Runtime, ServiceConfig
+from libs.bus import routes_of
+from libs.runtime import Runtime
 from proto import channel as pc
 from proto import identity, ingest
-from services.channel.emote_handlers import EmoteHandlers
+from services.channel.buckets import ensure_bucket
+from services.channel.config import ChannelConfig
+from services.channel.emotes import EmoteHandlers
+from services.channel.events import follow_live_state
 from services.channel.handlers import ChannelHandlers
 
-__all__ = ["ChannelConfig", "ensure_image_bucket", "run"]
-
-log = get_logger("channel")
+__all__ = ["ChannelConfig", "run"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class ChannelConfig(ServiceConfig, frozen=True, kw_only=True):
-    """CPC_* settings of the channel service."""
-
-    # Threads that decode and re-encode uploaded images (each may hold one 160 MB decoded picture).
-    image_workers: int = 2
-
-
-async def ensure_image_bucket(
-    js: JetStreamContext, *, replicas: int, bucket: str = pc.IMAGE_BUCKET, description: str = ""
-) -> Any:
-    """An object store bucket for images, created when missing (replicas may race: fine)."""
-    try:
-        return await js.object_store(bucket)
-    except BucketNotFoundError:
-        pass
-    config = ObjectStoreConfig(
-        description=description or "channel avatars and banners", storage=StorageType.FILE, replicas=replicas
-    )
-    try:
-        store = await js.create_object_store(bucket, config=config)
-    except BadRequestError:  # another replica created it between our two calls
-        return await js.object_store(bucket)
-    log.info("object_store_created", bucket=bucket)
-    return store
 
 
 async def run(config: ChannelConfig) -> None:
     """Run the channel service until a stop signal."""
     executor = ThreadPoolExecutor(max_workers=config.image_workers, thread_name_prefix="channel-image")
-    # ingest and identity own STREAM and IDENTITY; declaring them here too (same spec from proto/)
-    # lets our durable consumers bind whichever service starts first.
-    streams = [pc.STREAM, ingest.STREAM, identity.STREAM]
     try:
-        async with Runtime("channel", config, schema="channel", migrations=MIGRATIONS, streams=streams) as rt:
-            images = await ensure_image_bucket(rt.jetstream, replicas=config.jetstream_replicas)
-            handlers = ChannelHandlers(rt.pool, images, executor, rt.bus)
-            emote_bucket = await ensure_image_bucket(
-                rt.jetstream,
-                replicas=config.jetstream_replicas,
-                bucket=pc.EMOTE_BUCKET,
-                description="channel and global emotes",
+        async with Runtime(
+            "channel", config, schema="channel", migrations=MIGRATIONS, streams=[pc.STREAM]
+        ) as rt:
+            users = await rt.keep_copy(identity.USER)
+            await rt.keep_copy(ingest.LIVE_SESSION, on_change=follow_live_state)
+            replicas = config.jetstream_replicas
+            images = await ensure_bucket(
+                rt.jetstream, pc.IMAGE_BUCKET, description="channel avatars and banners", replicas=replicas
             )
-            emotes = EmoteHandlers(rt.pool, emote_bucket, executor)
+            emote_bucket = await ensure_bucket(
+                rt.jetstream, pc.EMOTE_BUCKET, description="channel and global emotes", replicas=replicas
+            )
+            handlers = ChannelHandlers(pool=rt.pool, images=images, executor=executor, users=users)
+            emotes = EmoteHandlers(pool=rt.pool, bucket=emote_bucket, executor=executor)
             await emotes.install_global_set()
-            await rt.serve([*handlers.routes(), *emotes.routes()])
-            rt.consume(
-                ConsumerSpec(
-                    stream=ingest.STREAM.name,
-                    durable="channel-live",
-                    events=(ingest.SessionStarted, ingest.SessionEnded),
-                ),
-                handlers.on_session,
-            )
-            rt.consume(
-                ConsumerSpec(
-                    stream=identity.STREAM.name, durable="channel-users", events=(identity.UserRegistered,)
-                ),
-                handlers.on_user_registered,
-            )
+            await rt.serve(routes_of(handlers, emotes))
             await rt.wait()
     finally:
         # Waits for an image being processed; nothing new is queued once the endpoints have stopped.

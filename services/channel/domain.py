@@ -2,41 +2,52 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from libs.bus import BadRequest, Conflict, Forbidden
-from proto.channel import Channel, CreateChannel, Image, UpdateChannel
+from proto.channel import (
+    CHANNEL,
+    Channel,
+    ChannelCreated,
+    ChannelUpdated,
+    CreateChannel,
+    Image,
+    ImageUpdated,
+    UpdateChannel,
+)
 
 __all__ = [
     "CATEGORIES",
     "ChannelFields",
     "Cursor",
+    "StoredChannel",
+    "StoredKey",
     "apply_update",
     "channel_view",
-    "check_limit",
     "check_owner",
     "check_role_change",
+    "clean_category",
     "clean_name",
-    "decode_cursor",
-    "encode_cursor",
-    "fields_dict",
+    "clean_query",
+    "created_event",
+    "cursor_after",
     "fields_of",
     "hash_stream_key",
+    "image_event",
     "like_pattern",
+    "lookup_field",
     "new_fields",
     "new_stream_key",
     "stream_key_matches",
+    "updated_event",
 ]
 
 # Shipped list; a category outside it is refused so that browsing by category stays meaningful.
@@ -66,7 +77,7 @@ DESCRIPTION_MAX = 1000
 TAGS_MAX = 10
 TAG_MAX = 25
 LANGUAGE_PATTERN = re.compile(r"[a-z]{2}", re.ASCII)
-LIST_LIMIT_MAX = 100
+QUERY_MAX = 100
 STREAM_KEY_PREFIX = "live_"
 # Shown to the owner to tell keys apart: "live_" plus 7 of the key's 43 random characters.
 DISPLAY_PREFIX_LEN = 12
@@ -80,6 +91,47 @@ class ChannelFields(msgspec.Struct, frozen=True, kw_only=True):
     category: str
     tags: list[str]
     language: str
+
+
+class StoredChannel(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel as the store reads it: its row, its owner's name (from the users copy, '' until it
+    arrives) and both images."""
+
+    id: str
+    name: str
+    owner_id: str
+    owner_username: str
+    title: str
+    description: str
+    category: str
+    tags: list[str]
+    language: str
+    live_session_id: str | None
+    live_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    stream_key_prefix: str | None
+    avatar: Image | None
+    banner: Image | None
+    version: int
+
+    @property
+    def live(self) -> bool:
+        """Whether the channel has an open session."""
+        return self.live_session_id is not None
+
+    def image(self, kind: str) -> Image | None:
+        """The channel's avatar or banner."""
+        return self.avatar if kind == "avatar" else self.banner
+
+
+class StoredKey(msgspec.Struct, frozen=True, kw_only=True):
+    """What opens a channel: its id, owner, name and stream key hash (None before the first key)."""
+
+    id: str
+    owner_id: str
+    name: str
+    stream_key_hash: bytes | None
 
 
 # Channel pages live at /<name>: these first path segments belong to the gateway and the web app.
@@ -197,6 +249,14 @@ def apply_update(current: ChannelFields, req: UpdateChannel) -> tuple[ChannelFie
     return msgspec.structs.replace(current, **updates), changed
 
 
+def lookup_field(raw: str) -> str:
+    """The channel field a lookup is by (channel_id or name, any case), or BadRequest naming it."""
+    by = raw.strip().lower()
+    if by not in CHANNEL.lookups:
+        raise BadRequest(f'a channel is looked up by channel_id or name, not "{raw[:40]}"', code="bad_lookup")
+    return by
+
+
 def check_owner(owner_id: str, actor_id: str, *, channel: str, action: str) -> None:
     """Forbidden unless `actor_id` owns the channel."""
     if not actor_id or owner_id != actor_id:
@@ -244,6 +304,14 @@ def like_pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
+def clean_query(q: str) -> str:
+    """A search text of at most 100 characters, trimmed ('' matches every channel)."""
+    text = q.strip()
+    if len(text) > QUERY_MAX:
+        raise BadRequest(f"q is {len(text)} characters long; at most {QUERY_MAX}", code="invalid_query")
+    return text
+
+
 class Cursor(msgspec.Struct, frozen=True, array_like=True):
     """Where a page ended, in list order: live first, then newest."""
 
@@ -252,78 +320,59 @@ class Cursor(msgspec.Struct, frozen=True, array_like=True):
     id: str
 
 
-_cursor_decoder = msgspec.json.Decoder(Cursor)
+def cursor_after(channel: StoredChannel) -> Cursor:
+    """The cursor of the page that follows `channel`."""
+    return Cursor(channel.live, channel.created_at, channel.id)
 
 
-def encode_cursor(cursor: Cursor) -> str:
-    """An opaque, URL-safe cursor."""
-    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+def channel_view(channel: StoredChannel, *, actor_id: str = "") -> Channel:
+    """The Channel reply (the fields it shares with the stored channel, by name); the key prefix only for
+    its owner."""
+    view = msgspec.convert(channel, Channel, from_attributes=True)
+    is_owner = bool(actor_id) and actor_id == channel.owner_id
+    return view if is_owner else msgspec.structs.replace(view, stream_key_prefix=None)
 
 
-def decode_cursor(text: str) -> Cursor:
-    """Read a cursor made by `encode_cursor`, or BadRequest."""
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        return _cursor_decoder.decode(raw)
-    except (binascii.Error, ValueError, msgspec.MsgspecError):
-        raise BadRequest(
-            f'cursor "{text[:80]}" is not one this API returned', code="invalid_cursor"
-        ) from None
-
-
-def check_limit(limit: int) -> int:
-    """A page size between 1 and 100."""
-    if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise BadRequest(f"limit {limit} must be between 1 and {LIST_LIMIT_MAX}", code="invalid_limit")
-    return limit
-
-
-def _image(row: Mapping[str, Any], kind: str) -> Image | None:
-    if row[f"{kind}_etag"] is None:
-        return None
-    return Image(
-        etag=row[f"{kind}_etag"],
-        content_type=row[f"{kind}_content_type"],
-        width=row[f"{kind}_width"],
-        height=row[f"{kind}_height"],
-        updated_at=row[f"{kind}_updated_at"],
+def created_event(channel: StoredChannel) -> ChannelCreated:
+    """ChannelCreated for a channel just stored."""
+    return ChannelCreated(
+        channel_id=channel.id,
+        name=channel.name,
+        owner_id=channel.owner_id,
+        title=channel.title,
+        category=channel.category,
+        tags=list(channel.tags),
+        language=channel.language,
+        created_at=channel.created_at,
+        version=channel.version,
     )
 
 
-def channel_view(row: Mapping[str, Any], *, actor_id: str = "") -> Channel:
-    """The Channel reply for a row of store.CHANNEL_COLUMNS; the key prefix only for its owner."""
-    is_owner = bool(actor_id) and actor_id == row["owner_id"]
-    return Channel(
-        id=row["id"],
-        name=row["name"],
-        owner_id=row["owner_id"],
-        owner_username=row["owner_username"],
-        title=row["title"],
-        description=row["description"],
-        category=row["category"],
-        tags=list(row["tags"]),
-        language=row["language"],
-        live=row["live_session_id"] is not None,
-        live_since=row["live_since"],
-        avatar=_image(row, "avatar"),
-        banner=_image(row, "banner"),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        stream_key_prefix=row["stream_key_prefix"] if is_owner else None,
+def updated_event(channel: StoredChannel, changed: list[str]) -> ChannelUpdated:
+    """ChannelUpdated for a channel just changed (its fields and version after the change)."""
+    return ChannelUpdated(
+        channel_id=channel.id,
+        name=channel.name,
+        owner_id=channel.owner_id,
+        version=channel.version,
+        changed=changed,
+        **msgspec.structs.asdict(fields_of(channel)),
     )
 
 
-def fields_dict(fields: ChannelFields) -> dict[str, Any]:
-    """The fields as keyword arguments (for events)."""
-    return msgspec.structs.asdict(fields)
-
-
-def fields_of(row: Mapping[str, Any]) -> ChannelFields:
-    """The editable fields of a channel row."""
-    return ChannelFields(
-        title=row["title"],
-        description=row["description"],
-        category=row["category"],
-        tags=list(row["tags"]),
-        language=row["language"],
+def image_event(channel: StoredChannel, kind: str, image: Image) -> ImageUpdated:
+    """ImageUpdated for a channel's new avatar or banner."""
+    return ImageUpdated(
+        channel_id=channel.id,
+        channel_name=channel.name,
+        kind=kind,
+        etag=image.etag,
+        content_type=image.content_type,
+        width=image.width,
+        height=image.height,
     )
+
+
+def fields_of(channel: StoredChannel) -> ChannelFields:
+    """The editable fields of a stored channel."""
+    return msgspec.convert(channel, ChannelFields, from_attributes=True)

@@ -1,30 +1,51 @@
-"""Emote images: a PNG, GIF or WebP upload checked and re-encoded as WebP at 28, 56 and 112 px (animated
-uploads stay animated), and the global set drawn with Pillow at first start. Runs in a worker thread."""
+"""Channel emotes: upload (owner only), list, delete, and the global set installed at first start.
+
+Images: a PNG, GIF or WebP upload checked and re-encoded as WebP at 28, 56 and 112 px (animated uploads
+stay animated) in a worker thread, and the global set drawn with Pillow. They are stored in the object
+store before the row that names them; events tell chat. SQL lives in store.py."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import re
 import uuid
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
+import asyncpg
 import msgspec
+from nats.js.object_store import ObjectStore
 from PIL import Image, ImageDraw, ImageOps, ImageSequence, UnidentifiedImageError
 
-from libs.bus import BadRequest
+from libs.bus import BadRequest, Conflict, NotFound, answers, new_id
+from libs.db import Connection, Pool, add_event
+from libs.obs.logging import get_logger
+from proto import channel as pc
 from proto.channel import EMOTE_SIZES
-from services.channel.images import _DECODE_ERRORS
+from services.channel import store
+from services.channel.buckets import drop_objects, put_objects
+from services.channel.domain import StoredChannel
+from services.channel.handlers import named, owned
+from services.channel.images import DECODE_ERRORS
 
 __all__ = [
     "GLOBAL_CODES",
     "MAX_EMOTES_PER_CHANNEL",
+    "EmoteHandlers",
     "ProcessedEmote",
     "check_code",
     "check_tier",
     "draw_global",
+    "emote_added",
+    "emote_objects",
+    "emote_removed",
     "global_emote_id",
     "process_emote",
 ]
+
+log = get_logger("channel")
 
 MAX_EMOTES_PER_CHANNEL = 50
 MAX_SIDE = 4096
@@ -68,7 +89,7 @@ def _open(data: bytes, declared: str) -> Image.Image:
         raise BadRequest(
             f'not a PNG, GIF or WebP image (sent as "{declared}")', code="unsupported_image"
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, *DECODE_ERRORS):
         raise BadRequest("emote image is truncated, corrupt or too large", code="corrupt_image") from None
     width, height = img.size
     frames = getattr(img, "n_frames", 1)
@@ -104,7 +125,7 @@ def process_emote(data: bytes, declared: str = "") -> ProcessedEmote:
             durations = [
                 max(20, int(f.info.get("duration", 100) or 100)) for f in ImageSequence.Iterator(img)
             ]
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning, *DECODE_ERRORS):
             raise BadRequest("emote image is truncated or corrupt", code="corrupt_image") from None
     sizes = {
         name: _encode([_square(f, side) for f in frames], durations) for name, side in EMOTE_SIZES.items()
@@ -166,3 +187,133 @@ def draw_global(code: str) -> ProcessedEmote:
         for name, side in EMOTE_SIZES.items()
     }
     return ProcessedEmote(sizes=sizes, animated=len(frames) > 1)
+
+
+# Objects and events. -------------------------------------------------------------------------------
+
+
+def emote_objects(emote_id: str, img: ProcessedEmote) -> dict[str, bytes]:
+    """The bytes of each size of an emote by their object names."""
+    return {pc.emote_object_name(emote_id, size): data for size, data in img.sizes.items()}
+
+
+def emote_added(emote: pc.Emote, channel_name: str) -> pc.EmoteAdded:
+    """EmoteAdded for an emote just stored."""
+    return pc.EmoteAdded(
+        emote_id=emote.id,
+        channel_id=emote.channel_id,
+        channel_name=channel_name,
+        code=emote.code,
+        tier=emote.tier,
+        animated=emote.animated,
+        content_type=emote.content_type,
+    )
+
+
+def emote_removed(emote: pc.Emote, channel_name: str) -> pc.EmoteRemoved:
+    """EmoteRemoved for an emote just deleted."""
+    return pc.EmoteRemoved(
+        emote_id=emote.id, channel_id=emote.channel_id, channel_name=channel_name, code=emote.code
+    )
+
+
+# Endpoints. -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EmoteHandlers:
+    """One method per emote request, over the pool, the emote bucket and the image workers."""
+
+    pool: Pool
+    bucket: ObjectStore  # the JetStream object store bucket proto.channel.EMOTE_BUCKET
+    executor: Executor
+
+    async def _owned(self, conn: Connection, name: str, actor_id: str, *, lock: bool) -> StoredChannel:
+        return await owned(conn, name, actor_id, "manage its emotes", lock=lock)
+
+    async def _add(
+        self,
+        conn: Connection,
+        emote_id: str,
+        img: ProcessedEmote,
+        *,
+        channel: StoredChannel | None,
+        code: str,
+        tier: int,
+    ) -> pc.Emote:
+        """Store every size of an emote, then (in the caller's transaction) its row and EmoteAdded; a
+        channel of None adds it to the global set."""
+        await put_objects(self.bucket, emote_objects(emote_id, img))
+        emote = await store.insert_emote(
+            conn,
+            emote_id=emote_id,
+            channel_id="" if channel is None else channel.id,
+            code=code,
+            tier=tier,
+            animated=img.animated,
+            content_type=img.content_type,
+        )
+        await add_event(conn, emote_added(emote, "" if channel is None else channel.name))
+        return emote
+
+    @answers(pc.UPLOAD_EMOTE)
+    async def upload(self, req: pc.UploadEmote) -> pc.Emote:
+        """channel.upload_emote: check the code, tier and image, store all sizes, then add the row."""
+        code, tier = check_code(req.code), check_tier(req.tier)
+        async with self.pool.acquire() as conn:  # refuse early, before spending CPU on the image
+            await self._owned(conn, req.name, req.actor_id, lock=False)
+        loop = asyncio.get_running_loop()
+        img = await loop.run_in_executor(self.executor, process_emote, req.data, req.content_type)
+        emote_id = new_id()
+        async with self.pool.acquire() as conn, conn.transaction():
+            channel = await self._owned(conn, req.name, req.actor_id, lock=True)
+            if len(await store.list_emotes(conn, channel_id=channel.id)) >= MAX_EMOTES_PER_CHANNEL:
+                raise Conflict(
+                    f"a channel has at most {MAX_EMOTES_PER_CHANNEL} emotes; delete one first",
+                    code="emote_limit",
+                )
+            if await store.emote_code_taken(conn, channel_id=channel.id, code=code):
+                raise Conflict(f'emote code "{code}" is taken', code="emote_code_taken")
+            emote = await self._add(conn, emote_id, img, channel=channel, code=code, tier=tier)
+        log.info("emote_added", channel_id=channel.id, code=code, tier=tier, animated=img.animated)
+        return emote
+
+    @answers(pc.LIST_EMOTES)
+    async def list_emotes(self, req: pc.ListEmotes) -> pc.EmoteList:
+        """channel.list_emotes: a channel's emotes, or the global set when `name` is empty."""
+        async with self.pool.acquire() as conn:
+            channel_id = (await named(conn, req.name)).id if req.name else ""
+            emotes = await store.list_emotes(conn, channel_id=channel_id)
+        return pc.EmoteList(items=emotes)
+
+    @answers(pc.DELETE_EMOTE)
+    async def delete(self, req: pc.DeleteEmote) -> pc.Emote:
+        """channel.delete_emote: the owner removes an emote by code; chat stops showing it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            channel = await self._owned(conn, req.name, req.actor_id, lock=True)
+            emote = await store.delete_emote(conn, channel_id=channel.id, code=req.code)
+            if emote is None:
+                raise NotFound(f'channel "{channel.name}" has no emote "{req.code}"', code="emote_not_found")
+            await add_event(conn, emote_removed(emote, channel.name))
+        await drop_objects(self.bucket, [pc.emote_object_name(emote.id, size) for size in EMOTE_SIZES])
+        log.info("emote_removed", channel_id=channel.id, code=emote.code)
+        return emote
+
+    async def install_global_set(self) -> None:
+        """Draw and store the global emotes missing from this deployment (idempotent; replicas may race)."""
+        for code in GLOBAL_CODES:
+            await self._install_global(code)
+
+    async def _install_global(self, code: str) -> None:
+        emote_id = global_emote_id(code)
+        async with self.pool.acquire() as conn:
+            if await store.emote_exists(conn, emote_id=emote_id):
+                return
+        img = await asyncio.get_running_loop().run_in_executor(self.executor, draw_global, code)
+        try:
+            # Another replica may be installing it too: the same bytes, and one of the rows wins.
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._add(conn, emote_id, img, channel=None, code=code, tier=0)
+        except asyncpg.UniqueViolationError:
+            return
+        log.info("global_emote_installed", code=code)

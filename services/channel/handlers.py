@@ -1,108 +1,72 @@
-"""One handler per request subject and per event the channel service takes; the rules are in domain.py."""
+"""One handler per request subject of the channel service (emotes: emotes.py); rules in domain.py, SQL in
+store.py."""
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
-from nats.errors import Error as NatsError
+from nats.js.object_store import ObjectStore
 
-from libs.bus import (
-    BadRequest,
-    Conflict,
-    NotFound,
-    Route,
-    ServiceUnavailable,
-    Unauthorized,
-    new_id,
-    request,
-    route,
-)
-from libs.db import add_event
+from libs import paging
+from libs.bus import Conflict, NotFound, Unauthorized, answers, new_id
+from libs.db import Connection, Pool, add_event
 from libs.obs.logging import get_logger
+from libs.replica import Replica
 from proto import channel as pc
-from proto.identity import FIND_USER, FindUserRequest, UserRegistered
-from proto.ingest import SessionEnded, SessionStarted
+from proto.base import Lookup
+from proto.identity import UserCopy
 from services.channel import domain, store
-from services.channel.images import Processed, process_image
+from services.channel.buckets import drop_objects, put_objects
+from services.channel.domain import StoredChannel
+from services.channel.images import process_image
 
-__all__ = ["ChannelHandlers"]
+__all__ = ["ChannelHandlers", "named", "owned"]
 
 log = get_logger("channel")
 
-Q_MAX = 100
+
+async def named(conn: Connection, name: str, *, lock: bool = False) -> StoredChannel:
+    """The channel called `name` in any case (its row locked until commit if told), or NotFound."""
+    channel = await store.fetch_channel(conn, name=name.lower(), lock=lock)
+    if channel is None:
+        raise NotFound(f'channel "{name}" does not exist', code="channel_not_found")
+    return channel
 
 
-def _image_event(row: Any, kind: str, img: Processed) -> pc.ImageUpdated:
-    return pc.ImageUpdated(
-        channel_id=row["id"],
-        channel_name=row["name"],
-        kind=kind,
-        etag=img.etag,
-        content_type=img.content_type,
-        width=img.width,
-        height=img.height,
-    )
+async def owned(
+    conn: Connection, name: str, actor_id: str, action: str, *, lock: bool = True
+) -> StoredChannel:
+    """The channel `actor_id` owns (its row locked until commit unless told); NotFound or Forbidden."""
+    channel = await named(conn, name, lock=lock)
+    domain.check_owner(channel.owner_id, actor_id, channel=channel.name, action=action)
+    return channel
 
 
-def _missing(name: str) -> NotFound:
-    return NotFound(f'channel "{name}" does not exist', code="channel_not_found")
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ChannelHandlers:
-    """The channel service's endpoints and event handlers over its pool, image bucket and image workers."""
+    """One method per channel request (emotes: emotes.py), marked with the Rpc it answers."""
 
-    def __init__(self, pool: Any, images: Any, executor: Executor, nc: Any = None) -> None:
-        self.pool = pool
-        self.images = images  # the JetStream object store bucket proto.channel.IMAGE_BUCKET
-        self.executor = executor
-        self.nc = nc  # asks identity for a user registered a moment ago (see _user)
+    pool: Pool
+    images: ObjectStore  # the JetStream object store bucket proto.channel.IMAGE_BUCKET
+    executor: Executor  # the image workers
+    users: Replica[UserCopy]  # a user registered a moment ago is asked of identity (Replica.get)
 
-    def routes(self) -> list[Route[Any, Any]]:
-        """Every request endpoint of the service."""
-        return [
-            route(pc.CREATE, self.create),
-            route(pc.LIST, self.list),
-            route(pc.GET, self.get),
-            route(pc.UPDATE, self.update),
-            route(pc.ROTATE_KEY, self.rotate_key),
-            route(pc.CHECK_KEY, self.check_key),
-            route(pc.SET_IMAGE, self.set_image),
-            route(pc.SET_ROLE, self.set_role),
-            route(pc.LIST_ROLES, self.list_roles),
-        ]
-
-    async def _owned(self, conn: Any, name: str, actor_id: str, action: str, *, lock: bool = True) -> Any:
-        """The channel `actor_id` owns, locked until commit; NotFound or Forbidden otherwise."""
-        row = await store.fetch_channel(conn, name=name.lower(), lock=lock)
-        if row is None:
-            raise _missing(name)
-        domain.check_owner(row["owner_id"], actor_id, channel=row["name"], action=action)
-        return row
-
-    async def _user(self, conn: Any, username: str) -> Any:
-        """The user by name from our copy; one registered a moment ago is asked of identity once."""
-        user = await store.find_user(conn, username=username)
-        if user is None and self.nc is not None:
-            found = await request(self.nc, FIND_USER, FindUserRequest(username=username))
-            await store.upsert_user(conn, user_id=found.id, username=found.username)
-            user = await store.find_user(conn, username=found.username)
-        if user is None:
-            raise NotFound(f'no user named "{username}"', code="user_not_found")
-        return user
-
+    @answers(pc.CREATE)
     async def create(self, req: pc.CreateChannel) -> pc.Channel:
         """channel.create: one channel per user, under a free name."""
         name = domain.clean_name(req.name)
         fields = domain.new_fields(req)
         async with self.pool.acquire() as conn, conn.transaction():
-            owned = await store.owned_channel(conn, owner_id=req.owner_id)
-            if owned is not None:
-                raise Conflict(f'you already own channel "{owned}"; one channel per user', code="has_channel")
-            if req.owner_username:
-                await store.upsert_user(conn, user_id=req.owner_id, username=req.owner_username)
+            owned_name = await store.owned_channel(conn, owner_id=req.owner_id)
+            if owned_name is not None:
+                raise Conflict(
+                    f'you already own channel "{owned_name}"; one channel per user', code="has_channel"
+                )
+            # The owner's name is shown at once, even before the copy has their registration.
+            await self.users.get(conn, "user_id", req.owner_id)
             channel_id = new_id()
             try:
                 await store.insert_channel(
@@ -114,32 +78,29 @@ class ChannelHandlers:
                         "you already own a channel; one channel per user", code="has_channel"
                     ) from None
                 raise Conflict(f'channel name "{name}" is taken', code="name_taken") from None
-            row = await store.reload_channel(conn, channel_id=channel_id)
-            await add_event(
-                conn,
-                pc.ChannelCreated(
-                    channel_id=channel_id,
-                    name=name,
-                    owner_id=req.owner_id,
-                    title=fields.title,
-                    category=fields.category,
-                    tags=fields.tags,
-                    language=fields.language,
-                    created_at=row["created_at"],
-                ),
-            )
+            channel = await store.reload_channel(conn, channel_id=channel_id)
+            await add_event(conn, domain.created_event(channel))
         log.info("channel_created", channel_id=channel_id, channel=name, owner_id=req.owner_id)
-        return domain.channel_view(row, actor_id=req.owner_id)
+        return domain.channel_view(channel, actor_id=req.owner_id)
 
-    async def list(self, req: pc.ListChannels) -> pc.ChannelPage:
-        """channel.list: search and filter, live channels first, then newest, by cursor."""
-        limit = domain.check_limit(req.limit)
-        after = domain.decode_cursor(req.cursor) if req.cursor else None
-        q = req.q.strip()
-        if len(q) > Q_MAX:
-            raise BadRequest(f"q is {len(q)} characters long; at most {Q_MAX}", code="invalid_query")
+    @answers(pc.LOOKUP_CHANNEL)
+    async def lookup_channel(self, req: Lookup) -> pc.ChannelCopy:
+        """A channel as other services keep a copy of it, by channel_id or name (libs.replica asks this)."""
+        by = domain.lookup_field(req.by)
         async with self.pool.acquire() as conn:
-            rows = await store.list_channels(
+            found = await store.channel_copy(conn, by=by, value=req.value.strip())
+        if found is None:
+            raise NotFound(f'no channel with {by} "{req.value}"', code="channel_not_found")
+        return found
+
+    @answers(pc.LIST)
+    async def list_channels(self, req: pc.ListChannels) -> pc.ChannelPage:
+        """channel.list: search and filter, live channels first, then newest, by cursor."""
+        limit = paging.check_limit(req.limit)
+        after = paging.decode_cursor(req.cursor, domain.Cursor)
+        q = domain.clean_query(req.q)
+        async with self.pool.acquire() as conn:
+            channels = await store.list_channels(
                 conn,
                 pattern=domain.like_pattern(q) if q else "",
                 category=domain.clean_category(req.category) if req.category.strip() else "",
@@ -148,120 +109,87 @@ class ChannelHandlers:
                 after=after,
                 limit=limit + 1,
             )
-        items = [domain.channel_view(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = domain.encode_cursor(domain.Cursor(last.live, last.created_at, last.id))
-        return pc.ChannelPage(items=items, next_cursor=next_cursor)
+        page, next_cursor = paging.page(channels, limit, domain.cursor_after)
+        return pc.ChannelPage(items=[domain.channel_view(c) for c in page], next_cursor=next_cursor)
 
+    @answers(pc.GET)
     async def get(self, req: pc.GetChannel) -> pc.Channel:
         """channel.get: one channel by name (case-insensitive)."""
         async with self.pool.acquire() as conn:
-            row = await store.fetch_channel(conn, name=req.name.lower())
-        if row is None:
-            raise _missing(req.name)
-        return domain.channel_view(row, actor_id=req.actor_id)
+            channel = await named(conn, req.name)
+        return domain.channel_view(channel, actor_id=req.actor_id)
 
+    @answers(pc.UPDATE)
     async def update(self, req: pc.UpdateChannel) -> pc.Channel:
         """channel.update: the owner changes some fields; an event names those that moved."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._owned(conn, req.name, req.actor_id, "edit it")
-            fields, changed = domain.apply_update(domain.fields_of(row), req)
+            channel = await owned(conn, req.name, req.actor_id, "edit it")
+            fields, changed = domain.apply_update(domain.fields_of(channel), req)
             if not changed:
-                return domain.channel_view(row, actor_id=req.actor_id)
-            await store.update_fields(conn, channel_id=row["id"], fields=fields)
-            await add_event(
-                conn,
-                pc.ChannelUpdated(
-                    channel_id=row["id"], name=row["name"], changed=changed, **domain.fields_dict(fields)
-                ),
-            )
-            row = await store.reload_channel(conn, channel_id=row["id"])
-        log.info("channel_updated", channel_id=row["id"], changed=changed)
-        return domain.channel_view(row, actor_id=req.actor_id)
+                return domain.channel_view(channel, actor_id=req.actor_id)
+            await store.update_fields(conn, channel_id=channel.id, fields=fields)
+            channel = await store.reload_channel(conn, channel_id=channel.id)
+            await add_event(conn, domain.updated_event(channel, changed))
+        log.info("channel_updated", channel_id=channel.id, changed=changed, version=channel.version)
+        return domain.channel_view(channel, actor_id=req.actor_id)
 
+    @answers(pc.ROTATE_KEY)
     async def rotate_key(self, req: pc.RotateKey) -> pc.StreamKey:
         """channel.rotate_key: a new stream key, shown once; the old one stops working at commit."""
         key, prefix, key_hash = domain.new_stream_key()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._owned(conn, req.name, req.actor_id, "get its stream key")
-            await store.set_stream_key(conn, channel_id=row["id"], key_hash=key_hash, prefix=prefix)
-            await add_event(conn, pc.KeyRotated(channel_id=row["id"], name=row["name"], prefix=prefix))
-        log.info("stream_key_rotated", channel_id=row["id"], prefix=prefix)
-        return pc.StreamKey(stream_key=key, prefix=prefix, channel_id=row["id"])
+            channel = await owned(conn, req.name, req.actor_id, "get its stream key")
+            await store.set_stream_key(conn, channel_id=channel.id, key_hash=key_hash, prefix=prefix)
+            await add_event(conn, pc.KeyRotated(channel_id=channel.id, name=channel.name, prefix=prefix))
+        log.info("stream_key_rotated", channel_id=channel.id, prefix=prefix)
+        return pc.StreamKey(stream_key=key, prefix=prefix, channel_id=channel.id)
 
+    @answers(pc.CHECK_KEY)
     async def check_key(self, req: pc.CheckKey) -> pc.KeyOwner:
         """channel.check_key: which channel a stream key opens (ingest asks this), or Unauthorized."""
         async with self.pool.acquire() as conn:
-            row = await store.fetch_key(conn, name=req.name.lower())
-        if row is None or not domain.stream_key_matches(req.stream_key, row["stream_key_hash"]):
+            found = await store.fetch_key(conn, name=req.name.lower())
+        if found is None or not domain.stream_key_matches(req.stream_key, found.stream_key_hash):
             raise Unauthorized(f'stream key is not valid for channel "{req.name}"', code="invalid_stream_key")
-        return pc.KeyOwner(channel_id=row["id"], owner_id=row["owner_id"], name=row["name"])
+        return pc.KeyOwner(channel_id=found.id, owner_id=found.owner_id, name=found.name)
 
+    @answers(pc.SET_IMAGE)
     async def set_image(self, req: pc.SetImage) -> pc.Image:
         """channel.set_image: check and re-encode in a worker thread, store, then switch the row over."""
+        action = f"change its {req.kind}"
         async with self.pool.acquire() as conn:  # refuse early, before spending CPU on the image
-            await self._owned(conn, req.name, req.actor_id, f"change its {req.kind}", lock=False)
+            await owned(conn, req.name, req.actor_id, action, lock=False)
         loop = asyncio.get_running_loop()
         img = await loop.run_in_executor(self.executor, process_image, req.data, req.kind, req.content_type)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._owned(conn, req.name, req.actor_id, f"change its {req.kind}")
+            channel = await owned(conn, req.name, req.actor_id, action)
             # Stored under a new name before the row points at it: a failure anywhere leaves the old
             # image served, and no reader sees a row naming bytes that are not there yet.
-            await self._store_object(pc.image_object_name(row["id"], req.kind, img.etag), img.data)
-            updated_at = await store.put_image(
-                conn,
-                channel_id=row["id"],
-                kind=req.kind,
-                etag=img.etag,
-                content_type=img.content_type,
-                width=img.width,
-                height=img.height,
-            )
-            await add_event(conn, _image_event(row, req.kind, img))
-        await self._drop_old_image(row["id"], req.kind, row[f"{req.kind}_etag"], img.etag)
-        log.info("image_updated", channel_id=row["id"], kind=req.kind, etag=img.etag, bytes=len(img.data))
-        return pc.Image(
-            etag=img.etag,
-            content_type=img.content_type,
-            width=img.width,
-            height=img.height,
-            updated_at=updated_at,
-        )
+            await put_objects(self.images, {pc.image_object_name(channel.id, req.kind, img.etag): img.data})
+            image = await store.put_image(conn, channel_id=channel.id, kind=req.kind, image=img)
+            await add_event(conn, domain.image_event(channel, req.kind, image))
+        old = channel.image(req.kind)
+        if old is not None and old.etag != img.etag:
+            await drop_objects(self.images, [pc.image_object_name(channel.id, req.kind, old.etag)])
+        log.info("image_updated", channel_id=channel.id, kind=req.kind, etag=img.etag, bytes=len(img.data))
+        return image
 
-    async def _store_object(self, name: str, data: bytes) -> None:
-        try:
-            await self.images.put(name, data)
-        except (NatsError, TimeoutError) as exc:
-            log.warning("image_store_failed", object=name, error=str(exc))
-            raise ServiceUnavailable(
-                "the image store is not reachable; try again", code="image_store"
-            ) from None
-
-    async def _drop_old_image(self, channel_id: str, kind: str, old: str | None, new: str) -> None:
-        if old is None or old == new:
-            return
-        try:
-            await self.images.delete(pc.image_object_name(channel_id, kind, old))
-        except Exception as exc:  # an orphan costs a few KB; the upload itself succeeded
-            log.warning("old_image_not_deleted", channel_id=channel_id, kind=kind, etag=old, error=str(exc))
-
+    @answers(pc.SET_ROLE)
     async def set_role(self, req: pc.SetRole) -> pc.RoleChange:
         """channel.set_role: the owner grants or revokes moderator or VIP by username."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._owned(conn, req.name, req.actor_id, f"change its {req.role}s")
-            user = await self._user(conn, req.username)
+            channel = await owned(conn, req.name, req.actor_id, f"change its {req.role}s")
+            user = await self.users.get(conn, "username", req.username.strip())
             change = pc.RoleChange(
-                user_id=user["id"],
-                username=user["username"],
+                user_id=user.user_id,
+                username=user.username,
                 role=req.role,
                 granted=req.granted,
-                changed=await self._apply_role(conn, row, user, req),
+                changed=await self._apply_role(conn, channel, user, req),
             )
         log.info(
             "role_set",
-            channel_id=row["id"],
+            channel_id=channel.id,
             user_id=change.user_id,
             role=req.role,
             granted=req.granted,
@@ -269,18 +197,20 @@ class ChannelHandlers:
         )
         return change
 
-    async def _apply_role(self, conn: Any, row: Any, user: Any, req: pc.SetRole) -> bool:
-        channel_id, user_id = row["id"], user["id"]
-        held = await store.fetch_role(conn, channel_id=channel_id, user_id=user_id)
+    async def _apply_role(
+        self, conn: Connection, channel: StoredChannel, user: UserCopy, req: pc.SetRole
+    ) -> bool:
+        held = await store.fetch_role(conn, channel_id=channel.id, user_id=user.user_id)
         domain.check_role_change(
-            owner_id=row["owner_id"],
-            user_id=user_id,
-            username=user["username"],
-            channel=row["name"],
+            owner_id=channel.owner_id,
+            user_id=user.user_id,
+            username=user.username,
+            channel=channel.name,
             role=req.role,
             held=held,
             granted=req.granted,
         )
+        channel_id, user_id = channel.id, user.user_id
         if req.granted:
             if held is not None:
                 return False
@@ -290,63 +220,18 @@ class ChannelHandlers:
         event_type = pc.RoleGranted if req.granted else pc.RoleRevoked
         event = event_type(
             channel_id=channel_id,
-            channel_name=row["name"],
+            channel_name=channel.name,
             user_id=user_id,
-            username=user["username"],
+            username=user.username,
             role=req.role,
         )
         await add_event(conn, event)
         return True
 
+    @answers(pc.LIST_ROLES)
     async def list_roles(self, req: pc.ListRoles) -> pc.RoleList:
         """channel.list_roles: the moderators (or VIPs) of a channel, oldest first."""
         async with self.pool.acquire() as conn:
-            row = await store.fetch_channel(conn, name=req.name.lower())
-            if row is None:
-                raise _missing(req.name)
-            rows = await store.list_roles(conn, channel_id=row["id"], role=req.role)
-        return pc.RoleList(
-            items=[
-                pc.RoleMember(
-                    user_id=r["user_id"], username=r["username"], role=r["role"], granted_at=r["granted_at"]
-                )
-                for r in rows
-            ]
-        )
-
-    async def on_user_registered(self, event: UserRegistered) -> None:
-        """identity.user.registered: keep the local user projection (idempotent upsert)."""
-        async with self.pool.acquire() as conn:
-            await store.upsert_user(conn, user_id=event.user_id, username=event.username)
-
-    async def on_session(self, event: SessionStarted | SessionEnded) -> None:
-        """stream.session.started/ended: the channel is live while it has an open session."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Locked: two replicas handling a start and an end of one channel must not interleave.
-            if not await store.lock_channel(conn, channel_id=event.channel_id):
-                log.warning(
-                    "session_for_unknown_channel", channel_id=event.channel_id, session_id=event.session_id
-                )
-                return
-            if isinstance(event, SessionStarted):
-                await store.record_session_start(
-                    conn,
-                    session_id=event.session_id,
-                    channel_id=event.channel_id,
-                    started_at=event.started_at,
-                )
-            else:
-                await store.record_session_end(
-                    conn,
-                    session_id=event.session_id,
-                    channel_id=event.channel_id,
-                    started_at=event.started_at,
-                    ended_at=event.ended_at,
-                )
-            live = await store.refresh_live(conn, channel_id=event.channel_id)
-        log.info(
-            "channel_live_state",
-            channel_id=event.channel_id,
-            session_id=event.session_id,
-            live=live["live_session_id"] is not None,
-        )
+            channel = await named(conn, req.name)
+            members = await store.list_roles(conn, channel_id=channel.id, role=req.role)
+        return pc.RoleList(items=members)

@@ -14,7 +14,15 @@ from PIL import Image, ImageOps
 
 from libs.bus import BadRequest
 
-__all__ = ["AVATAR_SIZE", "BANNER_BOX", "MAX_PIXELS", "OUTPUT_CONTENT_TYPE", "Processed", "process_image"]
+__all__ = [
+    "AVATAR_SIZE",
+    "BANNER_BOX",
+    "DECODE_ERRORS",
+    "MAX_PIXELS",
+    "OUTPUT_CONTENT_TYPE",
+    "Processed",
+    "process_image",
+]
 
 # Checked from the header before anything is decoded: 40 million pixels is 160 MB as RGBA.
 MAX_PIXELS = 40_000_000
@@ -29,7 +37,7 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 # What Pillow's decoders raise on bytes that are cut short or corrupt.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
 
 class Processed(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,7 +66,7 @@ def _read_header(data: bytes, declared: str) -> str:
         try:
             with factory(io.BytesIO(data), "") as header:
                 width, height = header.size
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             raise BadRequest("image is truncated or corrupt", code="corrupt_image") from None
         if width * height > MAX_PIXELS:
             raise BadRequest(
@@ -74,7 +82,7 @@ def _open(data: bytes, fmt: str) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=(fmt,))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadRequest(f"image is too large to decode: {exc}", code="image_too_large") from None
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         raise BadRequest("image is truncated or corrupt", code="corrupt_image") from None
 
 
@@ -89,7 +97,7 @@ def _decode(img: Image.Image, box: tuple[int, int]) -> Image.Image:
         return upright.convert("RGBA" if has_alpha else "RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadRequest(f"image is too large to decode: {exc}", code="image_too_large") from None
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         raise BadRequest("image is truncated or corrupt", code="corrupt_image") from None
 
 

@@ -1,47 +1,57 @@
-"""All SQL of the channel service. Every function takes a connection (or a transaction's connection)."""
+"""All SQL of the channel service. Every function takes a connection (or a transaction's connection) and
+returns Structs. Users and live sessions are read from the copies libs/replica.py keeps (copied_users,
+copied_live_sessions; read only here); a user the copy has not seen yet has the name ''."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
-from services.channel.domain import ChannelFields, Cursor
+import msgspec
+from asyncpg import Record
+
+from libs.db import Connection
+from proto.channel import ChannelCopy, Emote, Image, RoleMember, emote_urls
+from services.channel.domain import ChannelFields, Cursor, StoredChannel, StoredKey
+from services.channel.images import Processed
 
 __all__ = [
+    "channel_copy",
+    "delete_emote",
     "delete_role",
+    "emote_code_taken",
+    "emote_exists",
     "fetch_channel",
     "fetch_key",
     "fetch_role",
-    "find_user",
     "insert_channel",
+    "insert_emote",
     "list_channels",
+    "list_emotes",
     "list_roles",
     "lock_channel",
     "owned_channel",
     "put_image",
     "put_role",
-    "record_session_end",
-    "record_session_start",
     "refresh_live",
     "reload_channel",
     "set_stream_key",
     "update_fields",
-    "upsert_user",
 ]
 
-Row = Any  # asyncpg.Record
+T = TypeVar("T", bound=msgspec.Struct)
 
-# The columns domain.channel_view reads: the channel, its owner's name and both images.
+_IMAGE_FIELDS = ("etag", "content_type", "width", "height", "updated_at")
+# The columns StoredChannel reads: the channel, its owner's name and both images.
 _CHANNEL_SELECT = """
 SELECT c.id, c.name, c.owner_id, coalesce(u.username, '') AS owner_username,
-       c.title, c.description, c.category, c.tags, c.language,
+       c.title, c.description, c.category, c.tags, c.language, c.version,
        c.live_session_id, c.live_since, c.created_at, c.updated_at, c.stream_key_prefix,
        a.etag AS avatar_etag, a.content_type AS avatar_content_type, a.width AS avatar_width,
        a.height AS avatar_height, a.updated_at AS avatar_updated_at,
        b.etag AS banner_etag, b.content_type AS banner_content_type, b.width AS banner_width,
        b.height AS banner_height, b.updated_at AS banner_updated_at
 FROM channels c
-LEFT JOIN users u ON u.id = c.owner_id
+LEFT JOIN copied_users u ON u.user_id = c.owner_id
 LEFT JOIN channel_images a ON a.channel_id = c.id AND a.kind = 'avatar'
 LEFT JOIN channel_images b ON b.channel_id = c.id AND b.kind = 'banner'
 """
@@ -61,34 +71,49 @@ WHERE ($1 = '' OR c.name ILIKE $1 ESCAPE '\' OR c.title ILIKE $1 ESCAPE '\'
 ORDER BY (c.live_session_id IS NOT NULL) DESC, c.created_at DESC, c.id DESC
 LIMIT $8"""
 _LIST = _CHANNEL_SELECT + _LIST_WHERE
+_COPY_SELECT = "SELECT id AS channel_id, name, owner_id, version FROM channels "
+_COPY_BY_ID = _COPY_SELECT + "WHERE id = $1"
+_COPY_BY_NAME = _COPY_SELECT + "WHERE name = lower($1)"
+# An Emote's stored columns, spelled out in each statement (its urls follow from its id).
+_EMOTES_OF = (
+    "SELECT id, channel_id, code, tier, animated, content_type, created_at"
+    " FROM emotes WHERE channel_id = $1 ORDER BY created_at, code"
+)
+_INSERT_EMOTE = (
+    "INSERT INTO emotes (id, channel_id, code, tier, animated, content_type)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+    " RETURNING id, channel_id, code, tier, animated, content_type, created_at"
+)
+_DELETE_EMOTE = (
+    "DELETE FROM emotes WHERE channel_id = $1 AND code = $2"
+    " RETURNING id, channel_id, code, tier, animated, content_type, created_at"
+)
 
 
-async def upsert_user(conn: Any, *, user_id: str, username: str) -> None:
-    """Remember a user's name (from identity's event or a verified token)."""
-    await conn.execute(
-        "INSERT INTO users (id, username) VALUES ($1, $2)"
-        " ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username"
-        " WHERE users.username IS DISTINCT FROM EXCLUDED.username",
-        user_id,
-        username,
-    )
+def _one(record: Record | None, struct: type[T]) -> T | None:
+    return None if record is None else msgspec.convert(dict(record), struct)
 
 
-async def find_user(conn: Any, *, username: str) -> Row | None:
-    """The user (id, username) with this name, ignoring case."""
-    return await conn.fetchrow(
-        "SELECT id, username FROM users WHERE lower(username) = lower($1) LIMIT 1", username
-    )
+def _emote(record: Record) -> Emote:
+    return msgspec.convert({**record, "urls": emote_urls(record["id"])}, Emote)
 
 
-async def owned_channel(conn: Any, *, owner_id: str) -> str | None:
+def _channel(record: Record) -> StoredChannel:
+    row = dict(record)
+    for kind in ("avatar", "banner"):
+        has = row[f"{kind}_etag"] is not None
+        row[kind] = {f: row[f"{kind}_{f}"] for f in _IMAGE_FIELDS} if has else None
+    return msgspec.convert(row, StoredChannel)
+
+
+async def owned_channel(conn: Connection, *, owner_id: str) -> str | None:
     """The name of the channel a user owns, if any."""
     name: str | None = await conn.fetchval("SELECT name FROM channels WHERE owner_id = $1", owner_id)
     return name
 
 
 async def insert_channel(
-    conn: Any, *, channel_id: str, owner_id: str, name: str, fields: ChannelFields
+    conn: Connection, *, channel_id: str, owner_id: str, name: str, fields: ChannelFields
 ) -> None:
     """Create a channel row; raises asyncpg.UniqueViolationError naming the constraint on a clash."""
     await conn.execute(
@@ -105,40 +130,47 @@ async def insert_channel(
     )
 
 
-async def fetch_channel(conn: Any, *, name: str, lock: bool = False) -> Row | None:
+async def fetch_channel(conn: Connection, *, name: str, lock: bool = False) -> StoredChannel | None:
     """A channel by name with its owner's name and images; `lock` holds its row until commit."""
-    return await conn.fetchrow(_BY_NAME_LOCKED if lock else _BY_NAME, name)
+    record = await conn.fetchrow(_BY_NAME_LOCKED if lock else _BY_NAME, name)
+    return None if record is None else _channel(record)
 
 
-async def reload_channel(conn: Any, *, channel_id: str) -> Row:
+async def reload_channel(conn: Connection, *, channel_id: str) -> StoredChannel:
     """A channel this transaction has just written (so it exists)."""
-    return await conn.fetchrow(_BY_ID, channel_id)
+    return _channel(await conn.fetchrow(_BY_ID, channel_id))
 
 
 async def list_channels(
-    conn: Any, *, pattern: str, category: str, tag: str, live: bool | None, after: Cursor | None, limit: int
-) -> list[Row]:
+    conn: Connection,
+    *,
+    pattern: str,
+    category: str,
+    tag: str,
+    live: bool | None,
+    after: Cursor | None,
+    limit: int,
+) -> list[StoredChannel]:
     """One page in list order (live first, then newest); empty filters match everything."""
-    return list(
-        await conn.fetch(
-            _LIST,
-            pattern,
-            category,
-            tag,
-            live,
-            after.live if after else None,
-            after.created_at if after else None,
-            after.id if after else None,
-            limit,
-        )
+    records = await conn.fetch(
+        _LIST,
+        pattern,
+        category,
+        tag,
+        live,
+        after.live if after else None,
+        after.created_at if after else None,
+        after.id if after else None,
+        limit,
     )
+    return [_channel(r) for r in records]
 
 
-async def update_fields(conn: Any, *, channel_id: str, fields: ChannelFields) -> None:
-    """Write a channel's editable fields."""
-    await conn.execute(
+async def update_fields(conn: Connection, *, channel_id: str, fields: ChannelFields) -> int:
+    """Write a channel's editable fields; returns the channel's new version."""
+    version: int = await conn.fetchval(
         "UPDATE channels SET title = $2, description = $3, category = $4, tags = $5, language = $6,"
-        " updated_at = now() WHERE id = $1",
+        " updated_at = now(), version = version + 1 WHERE id = $1 RETURNING version",
         channel_id,
         fields.title,
         fields.description,
@@ -146,9 +178,16 @@ async def update_fields(conn: Any, *, channel_id: str, fields: ChannelFields) ->
         fields.tags,
         fields.language,
     )
+    return version
 
 
-async def set_stream_key(conn: Any, *, channel_id: str, key_hash: bytes, prefix: str) -> None:
+async def channel_copy(conn: Connection, *, by: str, value: str) -> ChannelCopy | None:
+    """The channel whose `by` (channel_id, or name in any case) is `value`, as others copy it."""
+    record = await conn.fetchrow(_COPY_BY_ID if by == "channel_id" else _COPY_BY_NAME, value)
+    return _one(record, ChannelCopy)
+
+
+async def set_stream_key(conn: Connection, *, channel_id: str, key_hash: bytes, prefix: str) -> None:
     """Replace the channel's stream key hash (the old key stops matching at commit)."""
     await conn.execute(
         "UPDATE channels SET stream_key_hash = $2, stream_key_prefix = $3, stream_key_rotated_at = now()"
@@ -159,35 +198,34 @@ async def set_stream_key(conn: Any, *, channel_id: str, key_hash: bytes, prefix:
     )
 
 
-async def fetch_key(conn: Any, *, name: str) -> Row | None:
+async def fetch_key(conn: Connection, *, name: str) -> StoredKey | None:
     """The channel's id, owner and stream key hash."""
-    return await conn.fetchrow(
+    record = await conn.fetchrow(
         "SELECT id, owner_id, name, stream_key_hash FROM channels WHERE name = $1", name
     )
+    return _one(record, StoredKey)
 
 
-async def put_image(
-    conn: Any, *, channel_id: str, kind: str, etag: str, content_type: str, width: int, height: int
-) -> datetime:
-    """Record the channel's new image; returns its `updated_at`."""
-    updated_at: datetime = await conn.fetchval(
+async def put_image(conn: Connection, *, channel_id: str, kind: str, image: Processed) -> Image:
+    """Record the channel's new image (its bytes already stored); returns it as the channel now shows it."""
+    record = await conn.fetchrow(
         "INSERT INTO channel_images (channel_id, kind, etag, content_type, width, height)"
         " VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (channel_id, kind) DO UPDATE SET etag = EXCLUDED.etag,"
         " content_type = EXCLUDED.content_type, width = EXCLUDED.width, height = EXCLUDED.height,"
         " updated_at = now()"
-        " RETURNING updated_at",
+        " RETURNING etag, content_type, width, height, updated_at",
         channel_id,
         kind,
-        etag,
-        content_type,
-        width,
-        height,
+        image.etag,
+        image.content_type,
+        image.width,
+        image.height,
     )
-    return updated_at
+    return msgspec.convert(dict(record), Image)
 
 
-async def fetch_role(conn: Any, *, channel_id: str, user_id: str) -> str | None:
+async def fetch_role(conn: Connection, *, channel_id: str, user_id: str) -> str | None:
     """The role a user holds on a channel, if any."""
     role: str | None = await conn.fetchval(
         "SELECT role FROM channel_roles WHERE channel_id = $1 AND user_id = $2", channel_id, user_id
@@ -195,7 +233,7 @@ async def fetch_role(conn: Any, *, channel_id: str, user_id: str) -> str | None:
     return role
 
 
-async def put_role(conn: Any, *, channel_id: str, user_id: str, role: str) -> None:
+async def put_role(conn: Connection, *, channel_id: str, user_id: str, role: str) -> None:
     """Give a user a role on a channel."""
     await conn.execute(
         "INSERT INTO channel_roles (channel_id, user_id, role) VALUES ($1, $2, $3)",
@@ -205,7 +243,7 @@ async def put_role(conn: Any, *, channel_id: str, user_id: str, role: str) -> No
     )
 
 
-async def delete_role(conn: Any, *, channel_id: str, user_id: str, role: str) -> bool:
+async def delete_role(conn: Connection, *, channel_id: str, user_id: str, role: str) -> bool:
     """Take a role away; False when the user did not hold it."""
     result: str = await conn.execute(
         "DELETE FROM channel_roles WHERE channel_id = $1 AND user_id = $2 AND role = $3",
@@ -216,71 +254,49 @@ async def delete_role(conn: Any, *, channel_id: str, user_id: str, role: str) ->
     return result != "DELETE 0"
 
 
-async def list_roles(conn: Any, *, channel_id: str, role: str) -> list[Row]:
+async def list_roles(conn: Connection, *, channel_id: str, role: str) -> list[RoleMember]:
     """Holders of a role on a channel, oldest first."""
-    return list(
-        await conn.fetch(
-            "SELECT r.user_id, coalesce(u.username, '') AS username, r.role, r.granted_at"
-            " FROM channel_roles r LEFT JOIN users u ON u.id = r.user_id"
-            " WHERE r.channel_id = $1 AND r.role = $2 ORDER BY r.granted_at, r.user_id",
-            channel_id,
-            role,
-        )
+    records = await conn.fetch(
+        "SELECT r.user_id, coalesce(u.username, '') AS username, r.role, r.granted_at"
+        " FROM channel_roles r LEFT JOIN copied_users u ON u.user_id = r.user_id"
+        " WHERE r.channel_id = $1 AND r.role = $2 ORDER BY r.granted_at, r.user_id",
+        channel_id,
+        role,
     )
+    return [msgspec.convert(dict(r), RoleMember) for r in records]
 
 
-async def lock_channel(conn: Any, *, channel_id: str) -> bool:
+async def lock_channel(conn: Connection, *, channel_id: str) -> bool:
     """Hold the channel's row until commit (so its live state is computed one event at a time);
     False when there is no such channel."""
     found = await conn.fetchval("SELECT 1 FROM channels WHERE id = $1 FOR UPDATE", channel_id)
     return found is not None
 
 
-async def record_session_start(conn: Any, *, session_id: str, channel_id: str, started_at: datetime) -> None:
-    """Note a live session (again: a repeat, or a start arriving after its end, changes nothing)."""
-    await conn.execute(
-        "INSERT INTO live_sessions (session_id, channel_id, started_at) VALUES ($1, $2, $3)"
-        " ON CONFLICT (session_id) DO NOTHING",
-        session_id,
-        channel_id,
-        started_at,
-    )
-
-
-async def record_session_end(
-    conn: Any, *, session_id: str, channel_id: str, started_at: datetime, ended_at: datetime
-) -> None:
-    """Close a live session, creating it closed when its start was never seen."""
-    await conn.execute(
-        "INSERT INTO live_sessions (session_id, channel_id, started_at, ended_at) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (session_id) DO UPDATE SET ended_at = EXCLUDED.ended_at",
-        session_id,
-        channel_id,
-        started_at,
-        ended_at,
-    )
-
-
-async def refresh_live(conn: Any, *, channel_id: str) -> Row:
-    """Set the channel live with its newest open session, or offline; returns the result."""
-    return await conn.fetchrow(
+async def refresh_live(conn: Connection, *, channel_id: str) -> str | None:
+    """Set the channel live with its newest open session in the copy, or offline; returns that session's
+    id (None: offline)."""
+    session_id: str | None = await conn.fetchval(
         "UPDATE channels SET (live_session_id, live_since) = ("
-        "  SELECT session_id, started_at FROM live_sessions"
+        "  SELECT session_id, started_at FROM copied_live_sessions"
         "  WHERE channel_id = $1 AND ended_at IS NULL ORDER BY started_at DESC LIMIT 1)"
-        " WHERE id = $1 RETURNING live_session_id, live_since",
+        " WHERE id = $1 RETURNING live_session_id",
         channel_id,
     )
+    return session_id
 
 
-async def list_emotes(conn: Any, *, channel_id: str) -> list[Row]:
+async def list_emotes(conn: Connection, *, channel_id: str) -> list[Emote]:
     """A channel's emotes ('' for the global set), oldest first."""
-    rows: list[Row] = await conn.fetch(
-        "SELECT * FROM emotes WHERE channel_id = $1 ORDER BY created_at, code", channel_id
-    )
-    return rows
+    return [_emote(r) for r in await conn.fetch(_EMOTES_OF, channel_id)]
 
 
-async def emote_code_taken(conn: Any, *, channel_id: str, code: str) -> bool:
+async def emote_exists(conn: Connection, *, emote_id: str) -> bool:
+    """Whether an emote with this id is stored (the global set is installed once)."""
+    return await conn.fetchval("SELECT 1 FROM emotes WHERE id = $1", emote_id) is not None
+
+
+async def emote_code_taken(conn: Connection, *, channel_id: str, code: str) -> bool:
     """True when `code` is used by the channel or by the global set (case-insensitive)."""
     found = await conn.fetchval(
         "SELECT 1 FROM emotes WHERE channel_id IN ('', $1) AND lower(code) = lower($2)", channel_id, code
@@ -289,23 +305,21 @@ async def emote_code_taken(conn: Any, *, channel_id: str, code: str) -> bool:
 
 
 async def insert_emote(
-    conn: Any, *, emote_id: str, channel_id: str, code: str, tier: int, animated: bool, content_type: str
-) -> Row:
-    """Add an emote; returns its row."""
-    return await conn.fetchrow(
-        "INSERT INTO emotes (id, channel_id, code, tier, animated, content_type)"
-        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-        emote_id,
-        channel_id,
-        code,
-        tier,
-        animated,
-        content_type,
-    )
+    conn: Connection,
+    *,
+    emote_id: str,
+    channel_id: str,
+    code: str,
+    tier: int,
+    animated: bool,
+    content_type: str,
+) -> Emote:
+    """Add an emote; raises asyncpg.UniqueViolationError when its id or code is taken."""
+    record = await conn.fetchrow(_INSERT_EMOTE, emote_id, channel_id, code, tier, animated, content_type)
+    return _emote(record)
 
 
-async def delete_emote(conn: Any, *, channel_id: str, code: str) -> Row | None:
-    """Remove an emote by code; returns the removed row."""
-    return await conn.fetchrow(
-        "DELETE FROM emotes WHERE channel_id = $1 AND code = $2 RETURNING *", channel_id, code
-    )
+async def delete_emote(conn: Connection, *, channel_id: str, code: str) -> Emote | None:
+    """Remove an emote by code; returns the removed emote."""
+    record = await conn.fetchrow(_DELETE_EMOTE, channel_id, code)
+    return None if record is None else _emote(record)

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from PIL import Image
 
+from libs import paging
 from libs.bus import BadRequest, Conflict, Forbidden
 from proto.channel import CreateChannel, UpdateChannel
 from services.channel import domain
@@ -27,6 +28,18 @@ def _new(**overrides: object) -> CreateChannel:
     }
     fields.update(overrides)
     return msgspec.convert(fields, CreateChannel)
+
+
+def _stored(**overrides: object) -> domain.StoredChannel:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    fields: dict[str, object] = {
+        "id": "c1", "name": "alice", "owner_id": "u1", "owner_username": "alice", "title": "Birds",
+        "description": "", "category": "Art", "tags": ["painting"], "language": "en",
+        "live_session_id": None, "live_since": None, "created_at": now, "updated_at": now,
+        "stream_key_prefix": "live_abcdefg", "avatar": None, "banner": None, "version": 3,
+    }  # fmt: skip
+    fields.update(overrides)
+    return msgspec.convert(fields, domain.StoredChannel)
 
 
 # Names, fields ------------------------------------------------------------------------------------------
@@ -159,16 +172,28 @@ def test_like_patterns_take_wildcards_literally(query: str, pattern: str) -> Non
 
 def test_cursors_round_trip_and_bad_ones_are_refused() -> None:
     cursor = domain.Cursor(True, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "id-1")
-    assert domain.decode_cursor(domain.encode_cursor(cursor)) == cursor
-    for bad in ("nonsense!", "e30", domain.encode_cursor(cursor)[:-3]):
+    assert paging.decode_cursor(paging.encode_cursor(cursor), domain.Cursor) == cursor
+    for bad in ("nonsense!", "e30", paging.encode_cursor(cursor)[:-3]):
         with pytest.raises(BadRequest, match="cursor"):
-            domain.decode_cursor(bad)
+            paging.decode_cursor(bad, domain.Cursor)
+
+
+def test_a_page_cuts_the_extra_row_and_points_after_its_last() -> None:
+    """The store reads one row more than the page: that row only says another page follows."""
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    channels = [_stored(id=f"c{n}", created_at=at) for n in range(3)]
+    items, cursor = paging.page(channels, 2, domain.cursor_after)
+    assert [c.id for c in items] == ["c0", "c1"]
+    assert cursor is not None
+    assert paging.decode_cursor(cursor, domain.Cursor) == domain.Cursor(False, at, "c1")
+    assert paging.page(channels, 3, domain.cursor_after) == (channels, None)
+    assert paging.decode_cursor("", domain.Cursor) is None  # the first page
 
 
 @pytest.mark.parametrize("limit", [0, -1, 101])
 def test_limits_outside_1_to_100_are_refused(limit: int) -> None:
     with pytest.raises(BadRequest, match=str(limit)):
-        domain.check_limit(limit)
+        paging.check_limit(limit)
 
 
 # Images -------------------------------------------------------------------------------------------------
@@ -281,3 +306,35 @@ def test_just_over_the_pixel_limit_is_refused_too() -> None:
     # Between Pillow's warning and its error: our own check must catch it.
     with pytest.raises(BadRequest, match="9000x5000"):
         process_image(png_bomb(9000, 5000), "banner", "image/png")
+
+
+# Views, events and lookups ---------------------------------------------------------------------------
+
+
+def test_only_the_owner_sees_the_stream_key_prefix() -> None:
+    channel = _stored()
+    assert domain.channel_view(channel, actor_id="u1").stream_key_prefix == "live_abcdefg"
+    assert domain.channel_view(channel, actor_id="u2").stream_key_prefix is None
+    assert domain.channel_view(channel).stream_key_prefix is None
+
+
+def test_a_channel_is_live_while_it_has_a_session() -> None:
+    assert domain.channel_view(_stored()).live is False
+    assert domain.channel_view(_stored(live_session_id="s1")).live is True
+
+
+def test_the_update_event_carries_the_owner_and_the_new_version() -> None:
+    event = domain.updated_event(_stored(title="Fish"), ["title"])
+    assert (event.owner_id, event.version, event.changed, event.title) == ("u1", 3, ["title"], "Fish")
+    created = domain.created_event(_stored(version=1))
+    assert (created.owner_id, created.version) == ("u1", 1)
+
+
+@pytest.mark.parametrize(("raw", "field"), [("channel_id", "channel_id"), ("Name", "name")])
+def test_a_channel_is_looked_up_by_id_or_name_in_any_case(raw: str, field: str) -> None:
+    assert domain.lookup_field(raw) == field
+
+
+def test_a_lookup_by_another_field_is_refused_naming_it() -> None:
+    with pytest.raises(BadRequest, match='not "owner_id"'):
+        domain.lookup_field("owner_id")
