@@ -1,94 +1,51 @@
-"""Wires the chat service: config, schema, streams, endpoints, projections of other services' events."""
+"""Wires the chat service: runtime (NATS, schema, outbox relay), its copies of users and channels, the
+request handlers, consumers of roles, emotes, follows and subscriptions, and the message prune worker.
+Settings: services/chat/config.py."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-from libs.bus import ConsumerSpec, utcnow
-from libs.obs.logging import get_logger
-from libs.runtime import Runtime, ServiceConfig
+from libs.bus import ConsumerSpec, routes_of
+from libs.runtime import Runtime
 from proto import channel as pch
 from proto import chat as pc
 from proto import identity, social
-from services.chat import store
-from services.chat.handlers import ChatHandlers, Settings
+from services.chat import events, history
+from services.chat.config import PRUNE_SECONDS, ChatConfig
+from services.chat.handlers import ChatHandlers
 from services.chat.moderation import Moderation
 
 __all__ = ["ChatConfig", "run"]
 
-log = get_logger("chat")
-
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class ChatConfig(ServiceConfig, frozen=True, kw_only=True):
-    """CPC_* settings of the chat service."""
-
-    # Messages per user per room per window; broadcaster and moderators get the privileged rate.
-    chat_rate_messages: int = 20
-    chat_privileged_rate_messages: int = 100
-    chat_rate_window_seconds: int = 30
-    # Usernames (comma-separated) shown with the platform admin badge.
-    platform_admins: str = ""
-
-
-async def _prune(pool: Any, every: float = 3600.0) -> None:
-    """Forget message rows older than the room stream keeps them."""
-    while True:
-        before = utcnow() - timedelta(seconds=pc.ROOM_STREAM.max_age_seconds)
-        async with pool.acquire() as conn:
-            removed = await store.prune_messages(conn, before=before)
-        log.info("messages_pruned", removed=removed)
-        await asyncio.sleep(every)
 
 
 async def run(config: ChatConfig) -> None:
     """Run the chat service until a stop signal."""
-    # Other services own CHANNEL, SOCIAL and IDENTITY; declaring them too (same spec from proto/) lets our
-    # durable consumers bind whichever service starts first.
-    streams = [pc.STREAM, pc.ROOM_STREAM, pch.STREAM, social.STREAM, identity.STREAM]
+    # social owns SOCIAL; declaring it too (same spec from proto/) lets our durable consumer bind whichever
+    # service starts first (keep_copy declares the identity and channel streams).
+    streams = [pc.STREAM, pc.ROOM_STREAM, social.STREAM]
     async with Runtime("chat", config, schema="chat", migrations=MIGRATIONS, streams=streams) as rt:
-        settings = Settings(
-            rate=config.chat_rate_messages,
-            privileged_rate=config.chat_privileged_rate_messages,
-            window=config.chat_rate_window_seconds,
-            admins=config.platform_admins,
-        )
+        users = await rt.keep_copy(identity.USER)
+        channels = await rt.keep_copy(pch.CHANNEL)
+        moderation = Moderation(pool=rt.pool, nc=rt.bus, js=rt.jetstream, users=users, channels=channels)
         handlers = ChatHandlers(
-            rt.pool, rt.bus, rt.jetstream, Moderation(rt.pool, rt.bus, rt.jetstream), settings
+            pool=rt.pool, nc=rt.bus, js=rt.jetstream, moderation=moderation, settings=config.settings()
         )
-        await rt.serve(handlers.routes())
+        await rt.serve(routes_of(handlers))
         rt.consume(
             ConsumerSpec(
-                stream=identity.STREAM.name, durable="chat-users", events=(identity.UserRegistered,)
+                stream=pch.STREAM.name, durable="chat-channels", events=events.CHANNEL_EVENTS, batch=1
             ),
-            handlers.on_user,
-        )
-        channel_events = (
-            pch.ChannelCreated,
-            pch.RoleGranted,
-            pch.RoleRevoked,
-            pch.EmoteAdded,
-            pch.EmoteRemoved,
+            partial(events.on_channel, rt.pool),
         )
         rt.consume(
-            ConsumerSpec(stream=pch.STREAM.name, durable="chat-channels", events=channel_events, batch=1),
-            handlers.on_channel,
+            ConsumerSpec(
+                stream=social.STREAM.name, durable="chat-social", events=events.SOCIAL_EVENTS, batch=1
+            ),
+            partial(events.on_social, rt.pool),
         )
-        social_events = (
-            social.Followed,
-            social.Unfollowed,
-            social.Subscribed,
-            social.SubscriptionRenewed,
-            social.SubscriptionChanged,
-            social.SubscriptionEnded,
-        )
-        rt.consume(
-            ConsumerSpec(stream=social.STREAM.name, durable="chat-social", events=social_events, batch=1),
-            handlers.on_social,
-        )
-        rt.spawn(_prune(rt.pool), name="prune-messages")
+        rt.worker("chat-prune", partial(history.prune, rt.pool), every=PRUNE_SECONDS)
         await rt.wait()

@@ -1,31 +1,40 @@
-"""The chat rules: cleaning text, fragments, commands, badges, who may send and who may moderate. No I/O."""
+"""The chat rules: who may send and what they see (standing, badges, limits, room modes, emotes), who may
+moderate whom, and what each moderation action leaves. No I/O. The text of a line (cleaning, commands,
+fragments, blocked terms) is services/chat/text.py."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
-from urllib.parse import urlsplit
 
 import msgspec
 
 from libs.bus import BadRequest, Forbidden, TooManyRequests
+from proto import channel as pch
 from proto import chat as pc
 
 __all__ = [
     "MAX_LENGTH",
+    "MODE_CHANGES",
+    "ROLE_ACTIONS",
+    "Emote",
+    "Outcome",
+    "Room",
+    "Settings",
     "Standing",
     "badges",
+    "ban_detail",
+    "ban_until",
+    "bounded",
     "check_moderator",
     "check_send",
     "check_target",
-    "clean_text",
-    "fragments",
-    "is_emote_only",
-    "matched_term",
-    "parse_command",
+    "emote_lookup",
+    "emote_table",
+    "in_room",
+    "role_detail",
+    "role_of",
+    "term_detail",
 ]
 
 MAX_LENGTH = 500
@@ -33,170 +42,18 @@ MAX_TIMEOUT_SECONDS = 14 * 24 * 3600
 MAX_SLOW_SECONDS = 120
 MAX_FOLLOW_MINUTES = 90 * 24 * 60
 MAX_REASON = 200
-MAX_TERM = 100
 
-# Bidi embeddings, overrides and isolates, marks, and the BOM: they can make a line read as something else.
-_BIDI = dict.fromkeys([0x200E, 0x200F, 0x061C, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)], None)
-_MENTION = re.compile(r"^@([A-Za-z0-9_]{3,25})$")
-_SPLIT = re.compile(r"(\s+)")
-_USERNAME = re.compile(r"^@?([A-Za-z0-9_]{3,25})$")
+_replace = msgspec.structs.replace
 
 
-def clean_text(raw: str) -> str:
-    """NFC, control and bidi characters removed, line breaks as spaces; refuses empty or too long."""
-    text = unicodedata.normalize("NFC", raw).translate(_BIDI)
-    text = "".join(
-        " " if ch in "\t\n\r\v\f" else ch
-        for ch in text
-        if ch in "\t\n\r\v\f" or unicodedata.category(ch) != "Cc"
-    ).strip()
-    if not text:
-        raise BadRequest("message is empty", code="empty_message")
-    if len(text) > MAX_LENGTH:
+def bounded(value: int | str, what: str, low: int, high: int) -> int:
+    """`value` as a whole number from `low` to `high`; BadRequest naming `what` and the value otherwise."""
+    text = str(value)
+    if not text.isdigit() or not low <= int(text) <= high:
         raise BadRequest(
-            f"message is {len(text)} characters long; at most {MAX_LENGTH}", code="message_too_long"
+            f'{what} must be a whole number from {low} to {high}, not "{text}"', code="bad_command"
         )
-    return text
-
-
-def parse_command(text: str) -> tuple[str, list[str]] | None:
-    """("ban", ["user", "reason", ...]) for "/ban user reason ..."; None for a plain message or /me."""
-    if not text.startswith("/") or text.startswith("/me ") or text == "/me":
-        return None
-    name, *args = text[1:].split()
-    return name.lower(), args
-
-
-_NO_ARGS = {
-    "clear",
-    "slowoff",
-    "followersoff",
-    "subscribers",
-    "subscribersoff",
-    "emoteonly",
-    "emoteonlyoff",
-}
-_ONE_USER = {"unban", "untimeout", "mod", "unmod", "vip", "unvip"}
-
-
-def _int_arg(value: str, what: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise BadRequest(
-            f'{what} must be a whole number from {low} to {high}, not "{value}"', code="bad_command"
-        )
-    return int(value)
-
-
-def _user_arg(args: list[str], command: str) -> str:
-    if not args:
-        raise BadRequest(f"/{command} needs a username", code="bad_command")
-    match = _USERNAME.match(args[0])
-    if match is None:
-        raise BadRequest(f'"{args[0]}" is not a username', code="bad_command")
-    return match.group(1)
-
-
-def command_request(name: str, args: list[str], *, channel: str, actor_id: str, actor: str) -> pc.Moderate:
-    """The moderation request a chat command stands for; refuses unknown commands and bad arguments."""
-
-    def make(action: str, target: str = "", seconds: int | None = None, reason: str = "") -> pc.Moderate:
-        return pc.Moderate(
-            channel=channel,
-            actor_id=actor_id,
-            actor_username=actor,
-            action=cast(pc.ModAction, action),
-            target=target,
-            seconds=seconds,
-            reason=reason[:MAX_REASON],
-        )
-
-    if name in _NO_ARGS:
-        return make(name)
-    if name in _ONE_USER:
-        return make(name, _user_arg(args, name))
-    if name == "ban":
-        return make("ban", _user_arg(args, name), reason=" ".join(args[1:]))
-    if name == "timeout":
-        user = _user_arg(args, name)
-        seconds = _int_arg(args[1] if len(args) > 1 else "", "timeout seconds", 1, MAX_TIMEOUT_SECONDS)
-        return make("timeout", user, seconds, " ".join(args[2:]))
-    if name == "delete":
-        if not args:
-            raise BadRequest("/delete needs a message id", code="bad_command")
-        return make("delete", args[0])
-    if name == "slow":
-        return make(
-            "slow", seconds=_int_arg(args[0] if args else "30", "slow mode seconds", 1, MAX_SLOW_SECONDS)
-        )
-    if name == "followers":
-        minutes = _int_arg(args[0] if args else "0", "followers-only minutes", 0, MAX_FOLLOW_MINUTES)
-        return make("followers", seconds=minutes)
-    if name in ("block", "unblock"):
-        if not args:
-            raise BadRequest(f"/{name} needs a term", code="bad_command")
-        return make(name, " ".join(args))
-    raise BadRequest(f'unknown command "/{name}"', code="unknown_command")
-
-
-def clean_term(term: str) -> str:
-    """A blocked term as stored: NFC, lower case, trimmed, 1 to MAX_TERM characters."""
-    cleaned = unicodedata.normalize("NFC", term).casefold().strip()
-    if not cleaned or len(cleaned) > MAX_TERM:
-        raise BadRequest(f"a blocked term has 1 to {MAX_TERM} characters", code="bad_term")
-    return cleaned
-
-
-def matched_term(text: str, terms: list[str]) -> str | None:
-    """The first blocked term the text contains (case-insensitive), or None."""
-    folded = text.casefold()
-    return next((t for t in terms if t in folded), None)
-
-
-def _link(token: str) -> str | None:
-    if not token.lower().startswith(("http://", "https://")):
-        return None
-    try:
-        parts = urlsplit(token)
-    except ValueError:
-        return None
-    return token if parts.scheme in ("http", "https") and parts.hostname else None
-
-
-def fragments(text: str, emote_for: Callable[[str], pc.EmoteImage | None]) -> list[pc.Fragment]:
-    """Split a message into text, emotes the sender may use, mentions and links."""
-    out: list[pc.Fragment] = []
-    pending = ""
-    for token in _SPLIT.split(text):
-        if not token:
-            continue
-        found: pc.Fragment | None = None
-        if not token.isspace():
-            emote = emote_for(token)
-            mention = _MENTION.match(token)
-            url = _link(token)
-            if emote is not None:
-                found = pc.EmoteFragment(text=token, emote=emote)
-            elif mention is not None:
-                found = pc.Mention(text=token, username=mention.group(1).lower())
-            elif url is not None:
-                found = pc.Link(text=token, url=url)
-        if found is None:
-            pending += token
-            continue
-        if pending:
-            out.append(pc.Text(text=pending))
-            pending = ""
-        out.append(found)
-    if pending:
-        out.append(pc.Text(text=pending))
-    return out
-
-
-def is_emote_only(parts: list[pc.Fragment]) -> bool:
-    """True when every fragment is an emote or blank space."""
-    return all(
-        isinstance(f, pc.EmoteFragment) or (isinstance(f, pc.Text) and f.text.isspace()) for f in parts
-    )
+    return int(text)
 
 
 class Standing(msgspec.Struct, frozen=True, kw_only=True):
@@ -313,16 +170,6 @@ def check_target(actor_role: str, target_role: str, target: str) -> None:
         raise Forbidden(f'"{target}" is a moderator; only the broadcaster can do that', code="protected_user")
 
 
-def modes_of(room: Mapping[str, Any]) -> pc.Modes:
-    """A room row's modes."""
-    return pc.Modes(
-        slow_seconds=room["slow_seconds"],
-        followers_only_minutes=room["followers_only_minutes"],
-        subscribers_only=room["subscribers_only"],
-        emote_only=room["emote_only"],
-    )
-
-
 def emote_usable(tier: int, channel_id: str, room_id: str, s: Standing) -> bool:
     """Global emotes and ungated channel emotes for all; tier-gated ones for subscribers of that tier."""
     if not channel_id:
@@ -330,6 +177,27 @@ def emote_usable(tier: int, channel_id: str, room_id: str, s: Standing) -> bool:
     if channel_id != room_id:
         return False
     return tier == 0 or s.role == "broadcaster" or s.sub_tier >= tier
+
+
+class Emote(msgspec.Struct, frozen=True, kw_only=True):
+    """An emote a room may use; `room_id` '' for the global set."""
+
+    emote_id: str
+    room_id: str
+    code: str
+    tier: int = 0
+    animated: bool = False
+
+
+def emote_table(emotes: list[Emote]) -> dict[str, tuple[pc.EmoteImage, int, str]]:
+    """Code -> (image, tier, room id); a channel emote wins over a global one of the same code."""
+    table: dict[str, tuple[pc.EmoteImage, int, str]] = {}
+    for e in sorted(emotes, key=lambda e: e.room_id):
+        image = pc.EmoteImage(
+            id=e.emote_id, code=e.code, urls=pch.emote_urls(e.emote_id), animated=e.animated
+        )
+        table[e.code] = (image, e.tier, e.room_id)
+    return table
 
 
 def emote_lookup(
@@ -345,3 +213,109 @@ def emote_lookup(
         return image if emote_usable(tier, channel_id, room_id, s) else None
 
     return find
+
+
+# --- rooms and moderation ------------------------------------------------------------------------------
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """The sending rules' numbers and the platform admins (lower case), from the service config."""
+
+    rate: int
+    privileged_rate: int
+    window: int
+    admins: frozenset[str] = frozenset()
+
+    def limits(self, s: Standing, modes: pc.Modes) -> pc.Limits:
+        """The rate limit and slow mode that apply to `s`."""
+        return pc.Limits(
+            rate_messages=self.privileged_rate if s.privileged else self.rate,
+            rate_window_seconds=self.window,
+            slow_seconds=0 if s.privileged or s.role == "vip" else modes.slow_seconds,
+            max_length=MAX_LENGTH,
+        )
+
+
+class Room(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel's chat room: the channel as chat's copy has it (the room id is the channel id), and the
+    room's modes, which chat owns."""
+
+    room_id: str
+    name: str
+    owner_id: str
+    modes: pc.Modes = pc.Modes()
+
+
+def role_of(room: Room, user_id: str, granted: str) -> str:
+    """ "broadcaster" for the room's owner, else the role the channel granted ("moderator", "vip") or ""."""
+    return "broadcaster" if room.owner_id == user_id else granted
+
+
+def in_room(s: Standing, room: Room, user_id: str, username: str, settings: Settings) -> Standing:
+    """A standing as stored (granted role only) with the owner as broadcaster and the admin flag."""
+    admin = username.lower() in settings.admins
+    return _replace(s, role=role_of(room, user_id, s.role), admin=admin)
+
+
+# /mod, /unmod, /vip, /unvip: (role, granted); the channel service owns roles.
+ROLE_ACTIONS: dict[str, tuple[pch.RoleName, bool]] = {
+    "mod": ("moderator", True),
+    "unmod": ("moderator", False),
+    "vip": ("vip", True),
+    "unvip": ("vip", False),
+}
+
+
+# Each room mode action and the modes it leaves (from the modes before and the request's seconds).
+MODE_CHANGES: dict[str, Callable[[pc.Modes, int | None], pc.Modes]] = {
+    "slow": lambda m, n: _replace(m, slow_seconds=bounded(n or 30, "slow mode seconds", 1, MAX_SLOW_SECONDS)),
+    "slowoff": lambda m, _: _replace(m, slow_seconds=0),
+    "followers": lambda m, n: _replace(
+        m, followers_only_minutes=bounded(n or 0, "followers-only minutes", 0, MAX_FOLLOW_MINUTES)
+    ),
+    "followersoff": lambda m, _: _replace(m, followers_only_minutes=None),
+    "subscribers": lambda m, _: _replace(m, subscribers_only=True),
+    "subscribersoff": lambda m, _: _replace(m, subscribers_only=False),
+    "emoteonly": lambda m, _: _replace(m, emote_only=True),
+    "emoteonlyoff": lambda m, _: _replace(m, emote_only=False),
+}
+
+
+def ban_until(req: pc.Moderate, now: datetime) -> datetime | None:
+    """When a /timeout ends (10 minutes unless given); None for a /ban, which does not end."""
+    if req.action != "timeout":
+        return None
+    seconds = bounded(req.seconds or 600, "timeout seconds", 1, MAX_TIMEOUT_SECONDS)
+    return now + timedelta(seconds=seconds)
+
+
+def ban_detail(username: str, until: datetime | None, reason: str) -> str:
+    """What a ban or timeout answers: who, until when, why."""
+    what = "banned" if until is None else f"timed out until {_iso(until)}"
+    return f"{username} is {what}{': ' + reason if reason else ''}"
+
+
+def role_detail(username: str, role: str, *, granted: bool, changed: bool) -> str:
+    """What /mod, /vip and their undo answer."""
+    if not changed:
+        return f"{username} {'already was' if granted else 'was not'} a {role}"
+    return f"{username} is {'now' if granted else 'no longer'} a {role}"
+
+
+def term_detail(term: str, *, blocked: bool, changed: bool) -> str:
+    """What /block and /unblock answer."""
+    if changed:
+        state = "blocked" if blocked else "unblocked"
+    else:
+        state = "already blocked" if blocked else "not blocked"
+    return f'term "{term}" {state}'
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What a moderation action did: the answer, the frame for the room, stream messages to remove."""
+
+    detail: str
+    target: str = ""
+    frame: pc.ControlFrame | None = None
+    seqs: list[int] = []
+    purge: bool = False

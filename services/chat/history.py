@@ -1,8 +1,10 @@
-"""A room's stored messages: read the last ones for a joiner, remove deleted ones from the stream."""
+"""A room's stored messages: read the last ones for a joiner, remove deleted ones from the stream, and
+forget the rows of those the stream no longer keeps."""
 
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 import msgspec
 from nats.aio.client import Client
@@ -10,11 +12,14 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from libs.bus import utcnow
 from libs.bus.codec import decoder_for, encode
+from libs.db import Pool
 from libs.obs.logging import get_logger
 from proto import chat as pc
+from services.chat import store
 
-__all__ = ["delete_seqs", "purge_room", "read_history"]
+__all__ = ["delete_seqs", "prune", "purge_room", "read_history"]
 
 log = get_logger("chat")
 
@@ -60,3 +65,12 @@ async def delete_seqs(js: JetStreamContext, seqs: list[int]) -> None:
 async def purge_room(js: JetStreamContext, room_id: str) -> None:
     """Remove every stored message of a room."""
     await js.purge_stream(pc.ROOM_STREAM.name, subject=pc.room_subject(room_id))
+
+
+async def prune(pool: Pool) -> bool:
+    """One prune round (a worker step): forget message rows older than the room stream keeps them."""
+    before = utcnow() - timedelta(seconds=pc.ROOM_STREAM.max_age_seconds)
+    async with pool.acquire() as conn:
+        removed = await store.prune_messages(conn, before=before)
+    log.info("messages_pruned", removed=removed)
+    return False

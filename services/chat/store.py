@@ -1,47 +1,107 @@
-"""All SQL of the chat service: functions that take a connection."""
+"""All SQL of the chat service: functions that take a connection and return Structs. Users and channels
+are the copies libs/replica.py keeps (copied_users, copied_channels; read through the Replica, never
+here); what chat owns of a room (its modes) is room_modes, keyed by the room id, which is the channel id."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-__all__ = ["Row"]
+import msgspec
 
-Row = Any  # asyncpg.Record
+from libs.db import Connection
+from proto import chat as pc
+from services.chat.domain import Emote, Standing
+
+__all__ = [
+    "StoredMessage",
+    "add_log",
+    "blocked_terms",
+    "clear_room",
+    "delete_ban",
+    "delete_emote",
+    "delete_message",
+    "delete_user_messages",
+    "deleted_among",
+    "find_message",
+    "granted_role",
+    "insert_message",
+    "list_log",
+    "lock_room",
+    "lock_sender",
+    "prune_messages",
+    "put_ban",
+    "put_emote",
+    "room_emotes",
+    "room_modes",
+    "set_follow",
+    "set_modes",
+    "set_role",
+    "set_subscription",
+    "set_term",
+    "standing",
+]
 
 
-async def upsert_user(conn: Any, *, user_id: str, username: str) -> None:
-    """Remember a user's name (idempotent)."""
-    await conn.execute(
-        "INSERT INTO users (id, username) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET username = $2",
-        user_id,
-        username,
-    )
+class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message accepted into a room's stream, as recorded for limits and deletions."""
+
+    message_id: str
+    room_id: str
+    user_id: str
+    seq: int
+    sent_at: datetime
+    deleted: bool
 
 
-async def find_user(conn: Any, *, username: str) -> Row | None:
-    """A user by name, case-insensitive."""
-    return await conn.fetchrow("SELECT id, username FROM users WHERE lower(username) = lower($1)", username)
+def _changed(status: str) -> bool:
+    """Whether a command's status ("INSERT 0 1", "DELETE 0", ...) names at least one row."""
+    return status.split()[-1] != "0"
 
 
-async def upsert_room(conn: Any, *, room_id: str, name: str, owner_id: str) -> None:
-    """The room of a new channel (idempotent)."""
-    await conn.execute(
-        "INSERT INTO rooms (room_id, name, owner_id) VALUES ($1, $2, $3) ON CONFLICT (room_id) DO NOTHING",
+# --- rooms ---------------------------------------------------------------------------------------------
+
+
+async def room_modes(conn: Connection, *, room_id: str) -> pc.Modes:
+    """A room's modes (all off until a moderator sets one)."""
+    row = await conn.fetchrow(
+        "SELECT slow_seconds, followers_only_minutes, subscribers_only, emote_only FROM room_modes"
+        " WHERE room_id = $1",
         room_id,
-        name.lower(),
-        owner_id,
+    )
+    return pc.Modes() if row is None else msgspec.convert(dict(row), pc.Modes)
+
+
+async def set_modes(conn: Connection, *, room_id: str, modes: pc.Modes) -> None:
+    """Store a room's modes."""
+    await conn.execute(
+        "INSERT INTO room_modes (room_id, slow_seconds, followers_only_minutes, subscribers_only, emote_only)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) DO UPDATE SET slow_seconds = $2,"
+        " followers_only_minutes = $3, subscribers_only = $4, emote_only = $5",
+        room_id,
+        modes.slow_seconds,
+        modes.followers_only_minutes,
+        modes.subscribers_only,
+        modes.emote_only,
     )
 
 
-async def room_by_name(conn: Any, *, name: str, lock: bool = False) -> Row | None:
-    """A room by its channel's name."""
-    if lock:
-        return await conn.fetchrow("SELECT * FROM rooms WHERE name = lower($1) FOR UPDATE", name)
-    return await conn.fetchrow("SELECT * FROM rooms WHERE name = lower($1)", name)
+async def lock_room(conn: Connection, *, room_id: str) -> None:
+    """Serialise moderation in one room until commit (a mode change reads the modes it changes)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"room/{room_id}")
 
 
-async def set_role(conn: Any, *, room_id: str, user_id: str, role: str, granted: bool) -> None:
+# --- what chat keeps of the channel's and social's events ---------------------------------------------
+
+
+async def granted_role(conn: Connection, *, room_id: str, user_id: str) -> str:
+    """The role the channel granted a user in a room ("moderator", "vip"), or ""."""
+    role: str | None = await conn.fetchval(
+        "SELECT role FROM roles WHERE room_id = $1 AND user_id = $2", room_id, user_id
+    )
+    return role or ""
+
+
+async def set_role(conn: Connection, *, room_id: str, user_id: str, role: str, granted: bool) -> None:
     """Apply a role grant or revocation (idempotent)."""
     if granted:
         await conn.execute(
@@ -57,7 +117,7 @@ async def set_role(conn: Any, *, room_id: str, user_id: str, role: str, granted:
         )
 
 
-async def set_follow(conn: Any, *, room_id: str, user_id: str, followed_at: datetime | None) -> None:
+async def set_follow(conn: Connection, *, room_id: str, user_id: str, followed_at: datetime | None) -> None:
     """Record a follow (`followed_at`) or an unfollow (None)."""
     if followed_at is None:
         await conn.execute("DELETE FROM follows WHERE room_id = $1 AND user_id = $2", room_id, user_id)
@@ -72,7 +132,14 @@ async def set_follow(conn: Any, *, room_id: str, user_id: str, followed_at: date
 
 
 async def set_subscription(
-    conn: Any, *, room_id: str, user_id: str, tier: int, months: int, period_end: datetime, active: bool
+    conn: Connection,
+    *,
+    room_id: str,
+    user_id: str,
+    tier: int,
+    months: int,
+    period_end: datetime,
+    active: bool,
 ) -> None:
     """The subscription of a user to a room as it is now."""
     await conn.execute(
@@ -88,38 +155,43 @@ async def set_subscription(
     )
 
 
-async def put_emote(conn: Any, *, emote_id: str, room_id: str, code: str, tier: int, animated: bool) -> None:
-    """An emote usable in `room_id` ('' for every room)."""
+async def put_emote(conn: Connection, emote: Emote) -> None:
+    """An emote usable in its room (every room for room id '')."""
     await conn.execute(
         "INSERT INTO emotes (emote_id, room_id, code, tier, animated) VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (emote_id) DO NOTHING",
-        emote_id,
-        room_id,
-        code,
-        tier,
-        animated,
+        emote.emote_id,
+        emote.room_id,
+        emote.code,
+        emote.tier,
+        emote.animated,
     )
 
 
-async def delete_emote(conn: Any, *, emote_id: str) -> None:
+async def delete_emote(conn: Connection, *, emote_id: str) -> None:
     """Forget a removed emote."""
     await conn.execute("DELETE FROM emotes WHERE emote_id = $1", emote_id)
 
 
-async def room_emotes(conn: Any, *, room_id: str) -> list[Row]:
+async def room_emotes(conn: Connection, *, room_id: str) -> list[Emote]:
     """The global emotes and those of `room_id`."""
-    rows: list[Row] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT emote_id, room_id, code, tier, animated FROM emotes WHERE room_id IN ('', $1)", room_id
     )
-    return rows
+    return [msgspec.convert(dict(r), Emote) for r in rows]
 
 
+# --- senders and messages ------------------------------------------------------------------------------
+
+# The columns are Standing's fields; the role is the granted one (the owner is made broadcaster by the
+# rules, which know the room).
 _STANDING = """
 SELECT
-  (SELECT role FROM roles WHERE room_id = $1 AND user_id = $2) AS role,
-  s.tier AS sub_tier, s.months AS sub_months,
+  coalesce((SELECT role FROM roles WHERE room_id = $1 AND user_id = $2), '') AS role,
+  coalesce(s.tier, 0) AS sub_tier, coalesce(s.months, 0) AS sub_months,
   (SELECT followed_at FROM follows WHERE room_id = $1 AND user_id = $2) AS followed_at,
-  b.until AS ban_until, b.reason AS ban_reason, (b.user_id IS NOT NULL) AS has_ban,
+  (b.user_id IS NOT NULL AND b.until IS NULL) AS banned, coalesce(b.reason, '') AS ban_reason,
+  b.until AS timeout_until,
   (SELECT max(sent_at) FROM messages WHERE room_id = $1 AND user_id = $2) AS last_sent_at,
   w.n AS sent_in_window, w.oldest AS oldest_in_window
 FROM (SELECT 1) one
@@ -132,23 +204,27 @@ CROSS JOIN LATERAL (
 """
 
 
-async def standing(conn: Any, *, room_id: str, user_id: str, window_start: datetime) -> Row:
-    """Role, subscription, follow, ban and recent sends of a user in a room, in one query."""
-    return await conn.fetchrow(_STANDING, room_id, user_id, window_start)
+async def standing(conn: Connection, *, room_id: str, user_id: str, window_start: datetime) -> Standing:
+    """Granted role, subscription, follow, ban and recent sends of a user in a room, in one query."""
+    return msgspec.convert(dict(await conn.fetchrow(_STANDING, room_id, user_id, window_start)), Standing)
 
 
-async def lock_sender(conn: Any, *, room_id: str, user_id: str) -> None:
+async def lock_sender(conn: Connection, *, room_id: str, user_id: str) -> None:
     """Serialise one user's sends in one room until commit (rate limits stay exact across replicas)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{room_id}/{user_id}")
 
 
-async def find_message(conn: Any, *, message_id: str) -> Row | None:
+async def find_message(conn: Connection, *, message_id: str) -> StoredMessage | None:
     """A stored message by id."""
-    return await conn.fetchrow("SELECT * FROM messages WHERE message_id = $1", message_id)
+    row = await conn.fetchrow(
+        "SELECT message_id, room_id, user_id, seq, sent_at, deleted FROM messages WHERE message_id = $1",
+        message_id,
+    )
+    return None if row is None else msgspec.convert(dict(row), StoredMessage)
 
 
 async def insert_message(
-    conn: Any, *, message_id: str, room_id: str, user_id: str, seq: int, sent_at: datetime
+    conn: Connection, *, message_id: str, room_id: str, user_id: str, seq: int, sent_at: datetime
 ) -> None:
     """Record a message accepted into the room's stream (a retried one is already there)."""
     await conn.execute(
@@ -162,16 +238,14 @@ async def insert_message(
     )
 
 
-async def delete_message(conn: Any, *, room_id: str, message_id: str) -> Row | None:
-    """Mark one message deleted; returns it (None if it is not in this room)."""
-    return await conn.fetchrow(
-        "UPDATE messages SET deleted = true WHERE message_id = $1 AND room_id = $2 RETURNING user_id, seq",
-        message_id,
-        room_id,
+async def delete_message(conn: Connection, *, room_id: str, message_id: str) -> None:
+    """Mark one message of a room deleted."""
+    await conn.execute(
+        "UPDATE messages SET deleted = true WHERE message_id = $1 AND room_id = $2", message_id, room_id
     )
 
 
-async def delete_user_messages(conn: Any, *, room_id: str, user_id: str) -> list[int]:
+async def delete_user_messages(conn: Connection, *, room_id: str, user_id: str) -> list[int]:
     """Mark a user's messages in a room deleted; returns their stream sequences."""
     rows = await conn.fetch(
         "UPDATE messages SET deleted = true"
@@ -182,12 +256,12 @@ async def delete_user_messages(conn: Any, *, room_id: str, user_id: str) -> list
     return [r["seq"] for r in rows]
 
 
-async def clear_room(conn: Any, *, room_id: str) -> None:
+async def clear_room(conn: Connection, *, room_id: str) -> None:
     """Mark every message of a room deleted."""
     await conn.execute("UPDATE messages SET deleted = true WHERE room_id = $1 AND NOT deleted", room_id)
 
 
-async def deleted_among(conn: Any, *, ids: list[str]) -> set[str]:
+async def deleted_among(conn: Connection, *, ids: list[str]) -> set[str]:
     """Which of `ids` were deleted (history shown on join leaves them out)."""
     rows = await conn.fetch(
         "SELECT message_id FROM messages WHERE message_id = ANY($1::text[]) AND deleted", ids
@@ -195,21 +269,17 @@ async def deleted_among(conn: Any, *, ids: list[str]) -> set[str]:
     return {r["message_id"] for r in rows}
 
 
-async def set_modes(conn: Any, *, room_id: str, modes: Any) -> None:
-    """Store a room's modes."""
-    await conn.execute(
-        "UPDATE rooms SET slow_seconds = $2, followers_only_minutes = $3, subscribers_only = $4,"
-        " emote_only = $5 WHERE room_id = $1",
-        room_id,
-        modes.slow_seconds,
-        modes.followers_only_minutes,
-        modes.subscribers_only,
-        modes.emote_only,
-    )
+async def prune_messages(conn: Connection, *, before: datetime) -> int:
+    """Forget messages older than the room stream keeps; how many."""
+    result: str = await conn.execute("DELETE FROM messages WHERE sent_at < $1", before)
+    return int(result.split()[-1])
+
+
+# --- moderation ----------------------------------------------------------------------------------------
 
 
 async def put_ban(
-    conn: Any, *, room_id: str, user_id: str, until: datetime | None, reason: str, actor_id: str
+    conn: Connection, *, room_id: str, user_id: str, until: datetime | None, reason: str, actor_id: str
 ) -> None:
     """Ban (until None) or time out a user."""
     await conn.execute(
@@ -224,7 +294,7 @@ async def put_ban(
     )
 
 
-async def delete_ban(conn: Any, *, room_id: str, user_id: str, timeout: bool) -> bool:
+async def delete_ban(conn: Connection, *, room_id: str, user_id: str, timeout: bool) -> bool:
     """Lift a ban (timeout False) or a timeout; True when there was one."""
     kind = "until IS NOT NULL" if timeout else "until IS NULL"
     result: str = await conn.execute(
@@ -232,18 +302,18 @@ async def delete_ban(conn: Any, *, room_id: str, user_id: str, timeout: bool) ->
         room_id,
         user_id,
     )
-    return result != "DELETE 0"
+    return _changed(result)
 
 
-async def blocked_terms(conn: Any, *, room_id: str) -> list[Row]:
+async def blocked_terms(conn: Connection, *, room_id: str) -> list[pc.BlockedTerm]:
     """A room's blocked terms, oldest first."""
-    rows: list[Row] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT term, added_by, added_at FROM blocked_terms WHERE room_id = $1 ORDER BY added_at", room_id
     )
-    return rows
+    return [msgspec.convert(dict(r), pc.BlockedTerm) for r in rows]
 
 
-async def set_term(conn: Any, *, room_id: str, term: str, actor_id: str, blocked: bool) -> bool:
+async def set_term(conn: Connection, *, room_id: str, term: str, actor_id: str, blocked: bool) -> bool:
     """Add or remove a blocked term; True when something changed."""
     if blocked:
         result: str = await conn.execute(
@@ -252,39 +322,33 @@ async def set_term(conn: Any, *, room_id: str, term: str, actor_id: str, blocked
             term,
             actor_id,
         )
-        return result != "INSERT 0 0"
-    result = await conn.execute("DELETE FROM blocked_terms WHERE room_id = $1 AND term = $2", room_id, term)
-    return result != "DELETE 0"
+    else:
+        result = await conn.execute(
+            "DELETE FROM blocked_terms WHERE room_id = $1 AND term = $2", room_id, term
+        )
+    return _changed(result)
 
 
-async def add_log(
-    conn: Any, *, room_id: str, actor_id: str, actor_username: str, action: str, target: str, detail: str
-) -> None:
-    """Record one moderation action."""
+async def add_log(conn: Connection, applied: pc.ModerationApplied, *, actor_username: str) -> None:
+    """Record one moderation action, as its event tells it, with the actor's name."""
     await conn.execute(
         "INSERT INTO mod_log (room_id, actor_id, actor_username, action, target, detail)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
-        room_id,
-        actor_id,
+        applied.room_id,
+        applied.actor_id,
         actor_username,
-        action,
-        target,
-        detail,
+        applied.action,
+        applied.target,
+        applied.detail,
     )
 
 
-async def list_log(conn: Any, *, room_id: str, limit: int) -> list[Row]:
+async def list_log(conn: Connection, *, room_id: str, limit: int) -> list[pc.ModLogEntry]:
     """The latest moderation actions of a room, newest first."""
-    rows: list[Row] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT actor_id, actor_username, action, target, detail, at FROM mod_log"
         " WHERE room_id = $1 ORDER BY id DESC LIMIT $2",
         room_id,
         limit,
     )
-    return rows
-
-
-async def prune_messages(conn: Any, *, before: datetime) -> int:
-    """Forget messages older than the room stream keeps."""
-    result: str = await conn.execute("DELETE FROM messages WHERE sent_at < $1", before)
-    return int(result.split()[-1])
+    return [msgspec.convert(dict(r), pc.ModLogEntry) for r in rows]
