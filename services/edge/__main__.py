@@ -3,6 +3,7 @@
 import sys
 
 from libs.runtime import run_service
-from services.edge.app import EdgeConfig, run
+from services.edge.app import run
+from services.edge.config import EdgeConfig
 
 sys.exit(run_service("edge", EdgeConfig, run))

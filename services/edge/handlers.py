@@ -1,17 +1,20 @@
-"""One handler per edge request and per session event; queueing rules in domain.py, feeds in playback.py."""
+"""One handler per edge request, thin: rules in domain.py, SQL in store.py, the feeds of live sessions in
+playback.py. This process's viewers (their peer connections) live here, with the maintenance step that
+keeps their rows fresh and lets go of those that are over."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from nats.aio.client import Client
 
-from libs.bus import Event, NotFound, Route, Unprocessable, new_id, request, route, utcnow
-from libs.db import add_event
+from libs.bus import NotFound, Route, Unprocessable, answers, new_id, request, route, utcnow
+from libs.db import Pool, add_event
 from libs.media.aiortc_ext import restrict_codecs
 from libs.media.ice import IceSettings, advertise, link_headers, rtc_configuration
 from libs.media.rtp_fanout import DirectSender, IdleTrack, KeyframeGate
@@ -19,11 +22,12 @@ from libs.media.sdp import check_offer
 from libs.obs.logging import get_logger
 from proto import channel as pc
 from proto import edge as pe
-from proto import ingest as pi
+from proto.ingest import LiveSession
 from services.edge import domain, store
+from services.edge.config import EdgeConfig
 from services.edge.playback import SessionFeed
 
-__all__ = ["EdgeHandlers"]
+__all__ = ["Handlers"]
 
 log = get_logger("edge")
 
@@ -38,22 +42,23 @@ class Viewer:
     senders: list[DirectSender]
 
 
-class EdgeHandlers:
-    """The edge endpoints over the pool, NATS and this process's viewers."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Handlers:
+    """One method per edge request, marked with the Rpc it answers, over the pool, NATS and this process's
+    viewers. DELETE goes to a subject naming this process: `process_routes` binds it."""
 
-    def __init__(self, pool: Any, nc: Any, config: Any, ice: IceSettings, process_id: str) -> None:
-        self.pool, self.nc, self.config, self.ice, self.process_id = pool, nc, config, ice, process_id
-        self.viewers: dict[str, Viewer] = {}  # by resource
-        self.feeds: dict[str, SessionFeed] = {}
+    pool: Pool
+    nc: Client
+    config: EdgeConfig
+    ice: IceSettings
+    process_id: str
+    viewers: dict[str, Viewer] = field(default_factory=dict)  # this process's, by resource
+    feeds: dict[str, SessionFeed] = field(default_factory=dict)  # by live session
+    closing: set[asyncio.Task[Viewer | None]] = field(default_factory=set)
 
-    def routes(self) -> list[Route[Any, Any]]:
-        """Every request endpoint of the process, including its own DELETE subject."""
-        return [
-            route(pe.OFFER, self.offer),
-            route(pe.VIEWERS, self.count),
-            route(pe.VIEWER_HISTORY, self.viewer_history),
-            route(pe.delete_rpc(self.process_id), self.delete),
-        ]
+    def process_routes(self) -> list[Route[Any, Any]]:
+        """This process's own DELETE endpoint (its subject names it, so no `@answers`)."""
+        return [route(pe.delete_rpc(self.process_id), self.delete)]
 
     async def _feed(self, session_id: str) -> SessionFeed:
         feed = self.feeds.get(session_id)
@@ -62,24 +67,30 @@ class EdgeHandlers:
             await feed.start()
         return feed
 
-    async def _answer(self, offer: str, live: Any) -> tuple[RTCPeerConnection, list[DirectSender], str]:
-        pc = RTCPeerConnection(rtc_configuration(self.ice))
+    def _senders(self, pc: RTCPeerConnection, live: LiveSession) -> list[DirectSender]:
+        """One direct RTP sender per track of the broadcast the offer can take, or Unprocessable."""
         senders: list[DirectSender] = []
-        session_id = live["session_id"]
+        for transceiver in pc.getTransceivers():
+            codec = domain.track_codec(live, transceiver.kind)
+            if not codec:
+                continue
+            if not restrict_codecs(transceiver, codec):
+                raise Unprocessable(
+                    f"the stream is {codec} but the offer's {transceiver.kind} section lacks it",
+                    code="unsupported_codec",
+                )
+            sender = pc.addTrack(IdleTrack(transceiver.kind))
+            gate = KeyframeGate(self.config.viewer_backlog_bytes)
+            senders.append(DirectSender(sender, gate, lambda: self._ask_keyframe(live.session_id)))
+        return senders
+
+    async def _answer(
+        self, offer: str, live: LiveSession
+    ) -> tuple[RTCPeerConnection, list[DirectSender], str]:
+        pc = RTCPeerConnection(rtc_configuration(self.ice))
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-            for transceiver in pc.getTransceivers():
-                codec = live["video_codec"] if transceiver.kind == "video" else live["audio_codec"]
-                if not codec:
-                    continue
-                if not restrict_codecs(transceiver, codec):
-                    raise Unprocessable(
-                        f"the stream is {codec} but the offer's {transceiver.kind} section lacks it",
-                        code="unsupported_codec",
-                    )
-                sender = pc.addTrack(IdleTrack(transceiver.kind))
-                gate = KeyframeGate(self.config.viewer_backlog_bytes)
-                senders.append(DirectSender(sender, gate, lambda: self._ask_keyframe(session_id)))
+            senders = self._senders(pc, live)
             await pc.setLocalDescription(await pc.createAnswer())
         except Unprocessable:
             await pc.close()
@@ -95,6 +106,7 @@ class EdgeHandlers:
         if feed is not None:
             feed.ask_keyframe()
 
+    @answers(pe.OFFER)
     async def offer(self, req: pe.WhepOffer) -> pe.WhepAnswer:
         """WHEP POST: answer with the stream's codecs and start at its next keyframe."""
         check_offer(req.sdp)
@@ -103,29 +115,18 @@ class EdgeHandlers:
         if live is None:
             raise NotFound(f'channel "{req.channel_name}" is not live', code="not_live")
         pc, senders, answer = await self._answer(req.sdp, live)
-        viewer_session_id, resource = new_id(), secrets.token_urlsafe(24)
+        resource = secrets.token_urlsafe(24)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.insert_viewer(
+            joined = await store.insert_viewer(
                 conn,
-                viewer_session_id=viewer_session_id,
+                viewer_session_id=new_id(),
                 live=live,
                 viewer_id=req.viewer_id,
                 process_id=self.process_id,
             )
-            await add_event(
-                conn,
-                pe.ViewerJoined(
-                    viewer_session_id=viewer_session_id,
-                    channel_id=live["channel_id"],
-                    channel_name=live["channel_name"],
-                    session_id=live["session_id"],
-                    viewer_id=req.viewer_id,
-                    joined_at=row["joined_at"],
-                ),
-            )
-        viewer = Viewer(viewer_session_id, live["session_id"], pc, senders)
-        self.viewers[resource] = viewer
-        feed = await self._feed(live["session_id"])
+            await add_event(conn, domain.viewer_joined(joined))
+        self.viewers[resource] = Viewer(joined.id, live.session_id, pc, senders)
+        feed = await self._feed(live.session_id)
         for sender in senders:
             feed.add(sender)
 
@@ -134,9 +135,9 @@ class EdgeHandlers:
             if pc.connectionState in ("failed", "closed"):
                 await self._leave(resource)
 
-        log.info("viewer_joined", viewer_session_id=viewer_session_id, channel=live["channel_name"])
+        log.info("viewer_joined", viewer_session_id=joined.id, channel=live.channel_name)
         return pe.WhepAnswer(
-            viewer_session_id=viewer_session_id,
+            viewer_session_id=joined.id,
             process_id=self.process_id,
             resource=resource,
             sdp=advertise(answer, self.ice),
@@ -144,21 +145,33 @@ class EdgeHandlers:
         )
 
     async def _leave(self, resource: str) -> Viewer | None:
+        """The viewer at `resource` leaves: off its feed, its peer closed, its row and event (once)."""
         viewer = self.viewers.pop(resource, None)
         if viewer is None:
             return None
         feed = self.feeds.get(viewer.session_id)
-        for sender in viewer.senders:
-            if feed is not None:
+        if feed is not None:
+            for sender in viewer.senders:
                 feed.remove(sender)
-        if feed is not None and feed.empty:
-            self.feeds.pop(viewer.session_id, None)
-            await feed.close()
+            if feed.empty:
+                self.feeds.pop(viewer.session_id, None)
+                await feed.close()
         await viewer.pc.close()
         async with self.pool.acquire() as conn, conn.transaction():
-            await _record_leave(conn, viewer.viewer_session_id)
+            left = await store.leave(conn, viewer.viewer_session_id)
+            if left is not None:
+                await add_event(conn, domain.viewer_left(left))
         log.info("viewer_left", viewer_session_id=viewer.viewer_session_id)
         return viewer
+
+    def close_session(self, session_id: str) -> None:
+        """The session ended: this process's viewers of it leave, in the background (called from the copy's
+        transaction, which has recorded them as left; their own leave then changes nothing)."""
+        for resource, viewer in list(self.viewers.items()):
+            if viewer.session_id == session_id:
+                task = asyncio.create_task(self._leave(resource), name=f"leave-{viewer.viewer_session_id}")
+                self.closing.add(task)
+                task.add_done_callback(self.closing.discard)
 
     async def delete(self, req: pe.ViewerRef) -> pe.ViewerLeftReply:
         """WHEP DELETE: the viewer leaves."""
@@ -167,117 +180,48 @@ class EdgeHandlers:
             raise NotFound("no WHEP session at this address", code="session_not_found")
         return pe.ViewerLeftReply(viewer_session_id=viewer.viewer_session_id)
 
+    @answers(pe.VIEWERS)
     async def count(self, req: pe.CountViewers) -> pe.ViewerCount:
         """How many watch the channel now (all edge processes)."""
         async with self.pool.acquire() as conn:
             n = await store.count_viewers(conn, req.channel_name.lower())
         return pe.ViewerCount(channel_name=req.channel_name.lower(), viewers=n)
 
+    @answers(pe.VIEWER_HISTORY)
     async def viewer_history(self, req: pe.ViewerHistoryRequest) -> pe.ViewerHistory:
         """edge.viewer_history: the owner's recent sessions and one session's viewer curve, peak, average."""
         domain.check_history_request(req.bucket_seconds, req.sessions)
         channel = await request(self.nc, pc.GET, pc.GetChannel(name=req.channel))
         domain.check_owner(channel.owner_id, req.actor_id, channel=channel.name)
+        curve = None
         async with self.pool.acquire() as conn:
-            rows = await store.list_sessions(conn, channel.id, req.sessions)
-            sessions = [pe.SessionSummary(**dict(r)) for r in rows]
-            chosen = next((s for s in sessions if s.session_id == req.session_id), None)
-            if req.session_id and chosen is None:
-                raise NotFound(
-                    f'channel "{channel.name}" has no recent session "{req.session_id}"',
-                    code="session_not_found",
-                )
-            chosen = chosen or (sessions[0] if sessions else None)
-            curve = await _curve(conn, chosen, req.bucket_seconds) if chosen else None
+            sessions = await store.list_sessions(conn, channel.id, req.sessions)
+            chosen = domain.choose_session(sessions, req.session_id, channel=channel.name)
+            if chosen is not None:
+                window = domain.curve_window(chosen, req.bucket_seconds, utcnow())
+                points = await store.viewer_curve(conn, window)
+                curve = domain.session_curve(window, points, await store.session_stats(conn, window))
         return pe.ViewerHistory(
             channel_id=channel.id, channel_name=channel.name, sessions=sessions, curve=curve
         )
 
-    async def on_session(self, event: Event) -> None:
-        """Keep the live sessions table and the sessions history; viewers of an ended session leave."""
-        async with self.pool.acquire() as conn:
-            if isinstance(event, pi.SessionStarted):
-                await store.put_session(
-                    conn,
-                    session_id=event.session_id,
-                    channel_id=event.channel_id,
-                    channel_name=event.channel_name,
-                    started_at=event.started_at,
-                )
-                await store.put_live(
-                    conn,
-                    channel_name=event.channel_name,
-                    channel_id=event.channel_id,
-                    session_id=event.session_id,
-                    video_codec=event.video_codec,
-                    audio_codec=event.audio_codec,
-                    started_at=event.started_at,
-                )
-                return
-            assert isinstance(event, pi.SessionEnded)
-            await store.end_live(conn, event.session_id)
-            await store.end_session(
-                conn,
-                session_id=event.session_id,
-                channel_id=event.channel_id,
-                channel_name=event.channel_name,
-                started_at=event.started_at,
-                ended_at=event.ended_at,
-            )
-        for resource, viewer in list(self.viewers.items()):
-            if viewer.session_id == event.session_id:
-                await self._leave(resource)
-
-    async def maintain(self) -> None:
-        """Every two seconds: refresh our viewers, let go of viewers of processes that went silent."""
-        while True:
-            await asyncio.sleep(2.0)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await store.heartbeat(conn, self.process_id)
-                for row in await store.stale_viewers(conn, 10.0):
-                    await _record_leave(conn, row["id"])
+    async def maintain(self) -> bool:
+        """Worker step: refresh this process's viewers, let go of those of processes that went silent, and
+        close this process's viewers that are over (their session ended, seen by any edge process)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.heartbeat(conn, self.process_id)
+            for viewer_session_id in await store.stale_viewers(conn, self.config.viewer_stale_seconds):
+                left = await store.leave(conn, viewer_session_id)
+                if left is not None:
+                    await add_event(conn, domain.viewer_left(left))
+            mine = {v.viewer_session_id: resource for resource, v in self.viewers.items()}
+            over = await store.left_among(conn, list(mine)) if mine else set()
+        for viewer_session_id in over:
+            await self._leave(mine[viewer_session_id])
+        return False
 
     async def close(self) -> None:
         """Every viewer leaves."""
         for resource in list(self.viewers):
             with contextlib.suppress(Exception):
                 await self._leave(resource)
-
-
-async def _record_leave(conn: Any, viewer_session_id: str) -> None:
-    row = await store.leave(conn, viewer_session_id)
-    if row is not None:
-        await add_event(
-            conn,
-            pe.ViewerLeft(
-                viewer_session_id=row["id"],
-                channel_id=row["channel_id"],
-                channel_name=row["channel_name"],
-                session_id=row["session_id"],
-                viewer_id=row["viewer_id"],
-                joined_at=row["joined_at"],
-                left_at=row["left_at"],
-            ),
-        )
-
-
-async def _curve(conn: Any, session: pe.SessionSummary, bucket_seconds: int) -> pe.SessionCurve:
-    """The session's viewer curve up to its end (now while it is live) and its exact peak and average."""
-    until = session.ended_at or utcnow()
-    bucket = domain.curve_bucket((until - session.started_at).total_seconds(), bucket_seconds)
-    bounds: dict[str, Any] = {
-        "session_id": session.session_id,
-        "started_at": session.started_at,
-        "ended_at": until,
-    }
-    points = await store.viewer_curve(conn, bucket=bucket, **bounds)
-    stats = await store.session_stats(conn, **bounds)
-    return pe.SessionCurve(
-        session_id=session.session_id,
-        started_at=session.started_at,
-        ended_at=session.ended_at,
-        bucket_seconds=bucket,
-        points=[pe.ViewerPoint(at=p["at"], viewers=p["viewers"]) for p in points],
-        peak=stats["peak"],
-        average=round(stats["average"], 3),
-    )

@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import av
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from prometheus_client import Gauge
 
 from libs.media.aiortc_ext import Packetizer
-from libs.media.frames import unpack_frame
+from libs.media.frames import request_keyframe, unpack_frame
 from libs.media.rtp_fanout import DirectSender
 from libs.obs.logging import get_logger
-from proto.ingest import keyframe_subject, media_subject
+from proto.ingest import media_subject
 
 __all__ = ["SessionFeed"]
 
@@ -35,7 +37,7 @@ class SessionFeed:
         self.nc = nc
         self.session_id = session_id
         self.senders: dict[str, set[DirectSender]] = {"video": set(), "audio": set()}
-        self._subs: list[Any] = []
+        self._subs: list[Subscription] = []
         self._last_request = 0.0
         self._pending: set[asyncio.Task[None]] = set()
         self._packetizers: dict[str, Packetizer] = {}
@@ -47,8 +49,8 @@ class SessionFeed:
                 await self.nc.subscribe(media_subject(self.session_id, kind), cb=self._handler(kind))
             )
 
-    def _handler(self, kind: str) -> Any:
-        async def on_frame(msg: Any) -> None:
+    def _handler(self, kind: str) -> Callable[[Msg], Awaitable[None]]:
+        async def on_frame(msg: Msg) -> None:
             try:
                 frame = unpack_frame(msg.data)
             except ValueError as exc:
@@ -97,7 +99,7 @@ class SessionFeed:
         if not force and now - self._last_request < KEYFRAME_REQUEST_INTERVAL:
             return
         self._last_request = now
-        task = asyncio.ensure_future(self.nc.publish(keyframe_subject(self.session_id), b""))
+        task = asyncio.ensure_future(request_keyframe(self.nc, self.session_id))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
