@@ -15,13 +15,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from libs.bus import BadRequest, TooManyRequests, Unauthorized
+from proto.identity import USER
 
 __all__ = [
     "PASSWORD_MAX",
     "PASSWORD_MIN",
     "RefreshState",
     "RefreshVerdict",
+    "StoredKey",
+    "StoredToken",
+    "StoredUser",
     "ThrottlePolicy",
     "access_claims",
     "address_key",
@@ -29,9 +35,11 @@ __all__ = [
     "check_password",
     "check_user_id",
     "check_username",
+    "is_uuid",
     "judge_refresh",
     "login_name",
     "login_throttle",
+    "lookup_field",
     "normalize_password",
     "parse_common_passwords",
     "refresh_error",
@@ -129,6 +137,25 @@ def check_user_id(raw: str) -> str:
         raise BadRequest(f'user id "{_shown(raw)}" is not a UUID', code="invalid_user_id") from None
 
 
+def lookup_field(raw: str) -> str:
+    """The user field a lookup is by (user_id or username, any case), or BadRequest naming it."""
+    by = raw.strip().lower()
+    if by not in USER.lookups:
+        raise BadRequest(
+            f'a user is looked up by user_id or username, not "{_shown(raw)}"', code="bad_lookup"
+        )
+    return by
+
+
+def is_uuid(raw: str) -> bool:
+    """Whether `raw` reads as a UUID (anything else names no user)."""
+    try:
+        uuid.UUID(raw.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def address_key(addr: str) -> str:
     """What failures from one client are counted under: the IPv4 address, or the IPv6 /64 network."""
     try:
@@ -171,18 +198,14 @@ def login_throttle(
     now: datetime,
 ) -> TooManyRequests | None:
     """The refusal for a sign-in attempt past either limit, or None when it may go ahead."""
-    wait = retry_after(account_failures, limit=policy.account_failures, window=policy.window, now=now)
-    if wait is not None:
-        return TooManyRequests(
-            f'too many failed sign-ins for "{username}"; try again in {wait} seconds',
-            code="login_throttled",
-            retry_after=wait,
-        )
+    limits = [(account_failures, policy.account_failures, f'for "{username}"')]
     if address:
-        wait = retry_after(address_failures, limit=policy.address_failures, window=policy.window, now=now)
+        limits.append((address_failures, policy.address_failures, f"from {address}"))
+    for failures, limit, whose in limits:
+        wait = retry_after(failures, limit=limit, window=policy.window, now=now)
         if wait is not None:
             return TooManyRequests(
-                f"too many failed sign-ins from {address}; try again in {wait} seconds",
+                f"too many failed sign-ins {whose}; try again in {wait} seconds",
                 code="login_throttled",
                 retry_after=wait,
             )
@@ -211,6 +234,39 @@ class RefreshState:
     used: bool
     revoked: bool
     expires_at: datetime
+
+
+class StoredUser(msgspec.Struct, frozen=True, kw_only=True):
+    """A user as identity stores it."""
+
+    id: str
+    username: str
+    email: str
+    password_hash: str
+    created_at: datetime
+
+
+class StoredToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A presented refresh token with its family's state and its user's name."""
+
+    family_id: str
+    user_id: str
+    username: str
+    expires_at: datetime
+    used: bool
+    revoked: bool
+
+    def state(self) -> RefreshState:
+        """What the refresh rules judge."""
+        return RefreshState(used=self.used, revoked=self.revoked, expires_at=self.expires_at)
+
+
+class StoredKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A signing key as kept in identity.signing_keys."""
+
+    kid: str
+    private_key_pem: str
+    public_key_pem: str
 
 
 def judge_refresh(state: RefreshState | None, *, now: datetime) -> RefreshVerdict:

@@ -1,19 +1,19 @@
-"""identity's request handlers: register, login, refresh, logout, whoami, keys. Thin: rules live in
-`domain`, SQL in `store`, hashing in `passwords`, signing in `signing`."""
+"""identity's request handlers: register, login, refresh, logout, whoami, keys, lookup_user, and the prune
+step. Thin: rules live in `domain`, SQL in `store`, hashing in `passwords`, signing in `signing`."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
-from libs.bus import Conflict, NotFound, Unauthorized, new_id, utcnow
-from libs.db import add_event
+from libs.bus import Conflict, NotFound, Unauthorized, answers, new_id, utcnow
+from libs.db import Connection, Pool, add_event
 from libs.obs.logging import get_logger
+from proto import identity as pi
+from proto.base import Lookup
 from proto.identity import (
     Done,
-    FindUserRequest,
     Keys,
     KeysRequest,
     LoginRequest,
@@ -28,85 +28,64 @@ from proto.identity import (
     WhoamiRequest,
 )
 from services.identity import domain, store
+from services.identity.config import TokenSettings
 from services.identity.passwords import Passwords
 from services.identity.signing import ALGORITHM, SigningKey
 
-__all__ = ["Handlers", "TokenSettings"]
+__all__ = ["Handlers"]
 
 log = get_logger("identity")
 
 INVALID_CREDENTIALS = "invalid username or password"
 
 
-@dataclass(frozen=True, slots=True)
-class TokenSettings:
-    """Who issues access tokens, for whom, and how long tokens live."""
-
-    issuer: str
-    audience: str
-    access_ttl_seconds: int
-    refresh_ttl_seconds: int
-
-
-def _refresh_state(row: Any) -> domain.RefreshState | None:
-    """What the rules need to know of a stored refresh token row."""
-    if row is None:
-        return None
-    return domain.RefreshState(used=row["used"], revoked=row["revoked"], expires_at=row["expires_at"])
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Handlers:
-    """One method per identity request; bound to their subjects in `app.py`."""
+    """One method per identity request, marked with the Rpc it answers (`routes_of` collects them)."""
 
-    def __init__(
-        self,
-        *,
-        pool: Any,
-        passwords: Passwords,
-        signing_key: SigningKey,
-        tokens: TokenSettings,
-        throttle: domain.ThrottlePolicy,
-        common_passwords: frozenset[str],
-    ) -> None:
-        self._pool = pool
-        self._passwords = passwords
-        self._key = signing_key
-        self._tokens = tokens
-        self._throttle = throttle
-        self._common = common_passwords
+    pool: Pool
+    passwords: Passwords
+    signing_key: SigningKey
+    tokens: TokenSettings
+    throttle: domain.ThrottlePolicy
+    common_passwords: frozenset[str]
 
+    @answers(pi.REGISTER)
     async def register(self, req: RegisterRequest) -> User:
         """Create a user and record `UserRegistered` in the same transaction."""
         username = domain.check_username(req.username)
         email = domain.check_email(req.email)
-        password = domain.check_password(req.password, username=username, common=self._common)
-        password_hash = await self._passwords.hash(password)
+        password = domain.check_password(req.password, username=username, common=self.common_passwords)
+        password_hash = await self.passwords.hash(password)
         user_id = new_id()
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await store.insert_user(
+        async with self.pool.acquire() as conn, conn.transaction():
+            created = await store.insert_user(
                 conn, id=user_id, username=username, email=email, password_hash=password_hash
             )
-            if row is None:
+            if not created:
                 raise Conflict(f'username "{username}" is already taken', code="username_taken")
             await add_event(conn, UserRegistered(user_id=user_id, username=username))
         log.info("user_registered", user_id=user_id, username=username)
         return User(id=user_id, username=username)
 
+    @answers(pi.LOGIN)
     async def login(self, req: LoginRequest) -> TokenPair:
         """Check the password (throttled per account and per address) and start a session."""
         username = domain.login_name(req.username)
         address = domain.address_key(req.client_addr)
         user = await self._admit_login(username, address)
         password = domain.normalize_password(req.password)
-        stored_hash = user["password_hash"] if user is not None else None
-        if not await self._passwords.verify(stored_hash, password):
+        stored_hash = user.password_hash if user is not None else None
+        # Verified even for an unknown user (against a dummy hash), so timing does not tell them apart.
+        verified = await self.passwords.verify(stored_hash, password)
+        if user is None or not verified:
             # The attempt row written by _admit_login stays: it now counts as a failure.
             log.info("login_failed", username=username, client_addr=address, known_user=user is not None)
             raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
-        user_id = str(user["id"])
-        rehash = self._passwords.needs_rehash(user["password_hash"])
-        new_hash = await self._passwords.hash(password) if rehash else None
-        async with self._pool.acquire() as conn, conn.transaction():
+        user_id = user.id
+        rehash = self.passwords.needs_rehash(user.password_hash)
+        new_hash = await self.passwords.hash(password) if rehash else None
+        async with self.pool.acquire() as conn, conn.transaction():
             await store.clear_login_failures(conn, username=username)
             if new_hash is not None:
                 await store.update_password_hash(conn, id=user_id, password_hash=new_hash)
@@ -114,16 +93,16 @@ class Handlers:
         log.info("login_succeeded", user_id=user_id, client_addr=address)
         return pair
 
-    async def _admit_login(self, username: str, address: str) -> Any:
+    async def _admit_login(self, username: str, address: str) -> domain.StoredUser | None:
         """Count the attempt, refuse it past either limit, else return the user row (or None)."""
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             attempt_id, now = await store.insert_login_attempt(conn, username=username, client_addr=address)
             # Attempts in flight count too, so parallel guesses cannot overshoot the limit.
             account, by_address = await store.recent_login_failures(
                 conn,
                 username=username,
                 client_addr=address,
-                since=now - self._throttle.window,
+                since=now - self.throttle.window,
                 exclude_id=attempt_id,
             )
             refusal = domain.login_throttle(
@@ -131,7 +110,7 @@ class Handlers:
                 address=address,
                 account_failures=account,
                 address_failures=by_address,
-                policy=self._throttle,
+                policy=self.throttle,
                 now=now,
             )
             if refusal is not None:
@@ -140,62 +119,73 @@ class Handlers:
                 raise refusal
             return await store.user_by_username(conn, username=username)
 
+    @answers(pi.REFRESH)
     async def refresh(self, req: RefreshRequest) -> TokenPair:
         """Exchange a refresh token for a new pair in its family; a replayed token ends the family."""
         token_hash = domain.token_digest(req.refresh_token)
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await store.lock_refresh_token(conn, token_hash=token_hash)
-            verdict = domain.judge_refresh(_refresh_state(row), now=utcnow())
-            if verdict is domain.RefreshVerdict.ROTATE:
+        async with self.pool.acquire() as conn, conn.transaction():
+            token = await store.lock_refresh_token(conn, token_hash=token_hash)
+            verdict = domain.judge_refresh(None if token is None else token.state(), now=utcnow())
+            if token is not None and verdict is domain.RefreshVerdict.ROTATE:
                 await store.mark_refresh_token_used(conn, token_hash=token_hash)
                 return await self._issue(
                     conn,
-                    user_id=str(row["user_id"]),
-                    username=row["username"],
-                    family_id=str(row["family_id"]),
+                    user_id=token.user_id,
+                    username=token.username,
+                    family_id=token.family_id,
                     client_addr=domain.address_key(req.client_addr),
                 )
-            if verdict is domain.RefreshVerdict.REUSED:
-                await store.revoke_refresh_family(conn, family_id=row["family_id"], reason="reuse")
+            if token is not None and verdict is domain.RefreshVerdict.REUSED:
+                await store.revoke_refresh_family(conn, family_id=token.family_id, reason="reuse")
         # Only refusals get here, after the revocation above has been committed.
-        family = None if row is None else str(row["family_id"])
+        family = None if token is None else token.family_id
         log.warning("refresh_refused", verdict=verdict.value, family_id=family, client_addr=req.client_addr)
         raise domain.refresh_error(verdict)
 
+    @answers(pi.LOGOUT)
     async def logout(self, req: LogoutRequest) -> Done:
         """End the session the refresh token belongs to (again is fine; an unknown token is not)."""
         token_hash = domain.token_digest(req.refresh_token)
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             family_id = await store.refresh_family_of(conn, token_hash=token_hash)
             if family_id is None:
                 raise domain.refresh_error(domain.RefreshVerdict.UNKNOWN)
             await store.revoke_refresh_family(conn, family_id=family_id, reason="logout")
-        log.info("logged_out", family_id=str(family_id))
+        log.info("logged_out", family_id=family_id)
         return Done()
 
+    @answers(pi.WHOAMI)
     async def whoami(self, req: WhoamiRequest) -> Profile:
         """The profile of a user by id."""
         user_id = domain.check_user_id(req.user_id)
-        async with self._pool.acquire() as conn:
-            row = await store.user_by_id(conn, id=user_id)
-        if row is None:
+        async with self.pool.acquire() as conn:
+            user = await store.user_by_id(conn, id=user_id)
+        if user is None:
             raise NotFound(f'user "{user_id}" does not exist', code="user_not_found")
-        return Profile(id=user_id, username=row["username"], email=row["email"], created_at=row["created_at"])
+        return Profile(id=user_id, username=user.username, email=user.email, created_at=user.created_at)
 
-    async def find_user(self, req: FindUserRequest) -> User:
-        """A user's id and canonical name by username, any case."""
-        async with self._pool.acquire() as conn:
-            row = await store.user_by_username(conn, username=req.username.strip().lower())
-        if row is None:
-            raise NotFound(f'no user named "{req.username}"', code="user_not_found")
-        return User(id=str(row["id"]), username=row["username"])
+    @answers(pi.LOOKUP_USER)
+    async def lookup_user(self, req: Lookup) -> pi.UserCopy:
+        """A user as other services keep a copy of it, by user_id or username (libs.replica asks this)."""
+        by = domain.lookup_field(req.by)
+        found = None
+        if by != "user_id" or domain.is_uuid(req.value):
+            async with self.pool.acquire() as conn:
+                found = await store.user_copy(conn, by=by, value=req.value.strip())
+        if found is None:
+            raise NotFound(f'no user with {by} "{req.value}"', code="user_not_found")
+        return found
 
+    @answers(pi.KEYS)
     async def keys(self, req: KeysRequest) -> Keys:
         """The public key that verifies access tokens, with issuer and audience."""
-        key = PublicKey(kid=self._key.kid, alg=ALGORITHM, public_key_pem=self._key.public_key_pem)
-        return Keys(keys=[key], issuer=self._tokens.issuer, audience=self._tokens.audience)
+        signing = self.signing_key
+        key = PublicKey(kid=signing.kid, alg=ALGORITHM, public_key_pem=signing.public_key_pem)
+        return Keys(keys=[key], issuer=self.tokens.issuer, audience=self.tokens.audience)
 
-    async def _start_pair(self, conn: Any, *, user_id: str, username: str, client_addr: str) -> TokenPair:
+    async def _start_pair(
+        self, conn: Connection, *, user_id: str, username: str, client_addr: str
+    ) -> TokenPair:
         family_id = new_id()
         await store.insert_refresh_family(conn, id=family_id, user_id=user_id)
         return await self._issue(
@@ -203,7 +193,7 @@ class Handlers:
         )
 
     async def _issue(
-        self, conn: Any, *, user_id: str, username: str, family_id: str, client_addr: str
+        self, conn: Connection, *, user_id: str, username: str, family_id: str, client_addr: str
     ) -> TokenPair:
         """A new access token and a new refresh token in `family_id` (stored by digest only)."""
         now = utcnow()
@@ -213,17 +203,28 @@ class Handlers:
             token_hash=domain.token_digest(refresh_token),
             family_id=family_id,
             user_id=user_id,
-            expires_at=now + timedelta(seconds=self._tokens.refresh_ttl_seconds),
+            expires_at=now + timedelta(seconds=self.tokens.refresh_ttl_seconds),
             client_addr=client_addr,
         )
-        ttl = self._tokens.access_ttl_seconds
+        ttl = self.tokens.access_ttl_seconds
         claims = domain.access_claims(
             user_id=user_id,
             username=username,
-            issuer=self._tokens.issuer,
-            audience=self._tokens.audience,
+            issuer=self.tokens.issuer,
+            audience=self.tokens.audience,
             now=now,
             ttl_seconds=ttl,
             jti=new_id(),
         )
-        return TokenPair(access_token=self._key.sign(claims), refresh_token=refresh_token, expires_in=ttl)
+        access_token = self.signing_key.sign(claims)
+        return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=ttl)
+
+    async def prune(self) -> bool:
+        """One prune round: drop failures that no longer count and refresh tokens expired a day ago."""
+        now = utcnow()
+        async with self.pool.acquire() as conn:
+            failures, tokens = await store.prune(
+                conn, failures_before=now - self.throttle.window, tokens_before=now - timedelta(days=1)
+            )
+        log.info("identity_pruned", login_failures=failures, refresh_tokens=tokens)
+        return False

@@ -12,6 +12,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from libs.db import Pool
 from libs.obs.logging import get_logger
 from services.identity import store
 
@@ -73,7 +74,7 @@ def _thumbprint(raw_public: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()
 
 
-async def load_signing_key(pool: Any, configured_pem: str) -> SigningKey:
+async def load_signing_key(pool: Pool, configured_pem: str) -> SigningKey:
     """The configured key if a PEM is given, else the newest stored key, made and stored if none is."""
     if configured_pem.strip():
         key = SigningKey.from_pem(configured_pem)
@@ -82,9 +83,9 @@ async def load_signing_key(pool: Any, configured_pem: str) -> SigningKey:
     async with pool.acquire() as conn, conn.transaction():
         # Replicas starting together wait here, so exactly one of them makes the first key.
         await store.lock_signing_keys(conn)
-        row = await store.newest_signing_key(conn)
-        if row is not None:
-            key = SigningKey.from_pem(row["private_key_pem"])
+        stored = await store.newest_signing_key(conn)
+        if stored is not None:
+            key = SigningKey.from_pem(stored.private_key_pem)
             log.info("signing_key_loaded", kid=key.kid, source="database")
             return key
         key = SigningKey.generate()

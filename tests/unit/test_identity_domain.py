@@ -261,3 +261,28 @@ def test_signing_key_must_be_ed25519() -> None:
         SigningKey.from_pem(ec.decode())
     with pytest.raises(SigningKeyError, match="PEM"):
         SigningKey.from_pem("not a key")
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"), [("user_id", "user_id"), ("USERNAME", "username"), (" username", "username")]
+)
+def test_a_user_is_looked_up_by_id_or_name_in_any_case(raw: str, field: str) -> None:
+    assert domain.lookup_field(raw) == field
+
+
+def test_a_lookup_by_another_field_is_refused_naming_it() -> None:
+    with pytest.raises(BadRequest, match='not "email"') as caught:
+        domain.lookup_field("email")
+    assert caught.value.code == "bad_lookup"
+
+
+def test_only_a_uuid_can_name_a_user_by_id() -> None:
+    assert domain.is_uuid("0b9f5c2e-6c36-4a7e-9a53-4d1b1f1e2a3c")
+    assert not domain.is_uuid("alice")
+
+
+def test_a_stored_token_is_judged_by_its_state() -> None:
+    token = domain.StoredToken(
+        family_id="f", user_id="u", username="alice", expires_at=NOW, used=True, revoked=False
+    )
+    assert domain.judge_refresh(token.state(), now=NOW) is domain.RefreshVerdict.REUSED
