@@ -1,5 +1,6 @@
-"""One broadcaster's peer connection: encoded frames out of aiortc's receivers onto NATS, keyframe
-requests from NATS into PLIs, and a watchdog that notices a broadcaster who is gone."""
+"""One broadcaster's peer connection: encoded frames out of aiortc's receivers onto NATS (through
+libs.media.frames.publish_frame), keyframe requests from NATS into PLIs, and a watchdog that notices a
+broadcaster who is gone."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from fractions import Fraction
-from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from libs.media.aiortc_ext import request_keyframe, tap_receiver
-from libs.media.frames import MediaFrame, h264_size, is_keyframe, pack_frame, vp8_size
+from libs.media.frames import MediaFrame, h264_size, is_keyframe, pack_frame, publish_frame, vp8_size
 from libs.obs.logging import get_logger
-from proto.ingest import keyframe_subject, media_subject
+from proto.ingest import keyframe_subject
 from services.ingest.domain import kbps
 
 __all__ = ["BroadcastPeer", "Measured"]
@@ -39,7 +41,7 @@ class BroadcastPeer:
         pc: RTCPeerConnection,
         session_id: str,
         resource: str,
-        on_measured: Callable[[BroadcastPeer, Measured], Coroutine[Any, Any, None]],
+        on_measured: Callable[[BroadcastPeer, Measured], Coroutine[None, None, None]],
         on_gone: Callable[[BroadcastPeer, str], Awaitable[None]],
         media_timeout: float,
         connect_timeout: float,
@@ -49,9 +51,9 @@ class BroadcastPeer:
         self.codecs: dict[str, str] = {}
         self._on_measured, self._on_gone = on_measured, on_gone
         self._media_timeout, self._connect_timeout = media_timeout, connect_timeout
-        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=2048)
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=2048)  # (kind, packed frame)
         self._seq: dict[str, int] = {}
-        self._video_receiver: Any = None
+        self._video_receiver: RTCRtpReceiver | None = None
         self._last_pli = 0.0
         self._last_media = 0.0
         self._size = (0, 0)
@@ -59,7 +61,7 @@ class BroadcastPeer:
         self._measured_bytes = 0
         self._measured = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._sub: Any = None
+        self._sub: Subscription | None = None
         self.closed = False
 
     async def accept(self, offer_sdp: str) -> str:
@@ -83,8 +85,6 @@ class BroadcastPeer:
         ]
 
     def _sink(self, kind: str) -> Callable[[str, int, int, bytes], None]:
-        subject = media_subject(self.session_id, kind)
-
         def on_frame(codec: str, clock_rate: int, timestamp: int, data: bytes) -> None:
             now = time.time()
             self._last_media = time.monotonic()
@@ -102,7 +102,7 @@ class BroadcastPeer:
             )
             self._measure(kind, codec, key, data)
             try:
-                self._outbox.put_nowait((subject, pack_frame(frame)))
+                self._outbox.put_nowait((kind, pack_frame(frame)))
             except asyncio.QueueFull:
                 log.warning("media_frame_dropped", session_id=self.session_id, kind=kind)
 
@@ -127,11 +127,28 @@ class BroadcastPeer:
             self._tasks.append(asyncio.create_task(self._on_measured(self, measured)))
 
     async def _publish_loop(self) -> None:
-        while True:
-            subject, payload = await self._outbox.get()
-            await self.nc.publish(subject, payload)
+        """Drain the outbox onto NATS, one frame at a time, in order.
 
-    async def _keyframe_requested(self, msg: Any) -> None:
+        A task of this peer rather than a stream consumer: the frames come from aiortc's receiver callbacks,
+        which are synchronous and must never wait on NATS, and they exist only while this peer does (it
+        is cancelled on close). Media is core NATS, fire-and-forget: while NATS reconnects nats-py buffers
+        what is published; a publish that fails anyway (its buffer full, the connection closed) loses that
+        frame only, and the loop goes on (the next keyframe repairs the picture)."""
+        failing = False
+        while True:
+            kind, payload = await self._outbox.get()
+            try:
+                await publish_frame(self.nc, self.session_id, kind, payload)
+            except Exception as exc:
+                if not failing:
+                    log.warning("media_publish_failed", session_id=self.session_id, error=repr(exc))
+                failing = True
+                continue
+            if failing:
+                log.info("media_publish_recovered", session_id=self.session_id)
+                failing = False
+
+    async def _keyframe_requested(self, msg: Msg) -> None:
         await self.ask_keyframe()
 
     async def ask_keyframe(self) -> None:

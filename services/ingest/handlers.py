@@ -1,86 +1,73 @@
-"""One handler per ingest request; the lifecycle rules are in domain.py, the peer in broadcast.py."""
+"""One handler per ingest request, thin: the lifecycle rules are in domain.py, the SQL in store.py, the
+broadcaster's peer in broadcast.py. The peers' own news (first second measured, broadcaster gone) and the
+maintenance step are here too, as they change the same sessions."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 from nats.aio.client import Client
 
-from libs.bus import BadRequest, Conflict, NotFound, Route, Unprocessable, new_id, request, route
-from libs.db import add_event
+from libs.bus import BadRequest, NotFound, Route, Unprocessable, answers, new_id, request, route, utcnow
+from libs.db import Connection, Pool, add_event
 from libs.media.ice import IceSettings, advertise, link_headers, rtc_configuration
 from libs.media.sdp import check_offer
 from libs.obs.logging import get_logger
 from proto import channel as pc
 from proto import ingest as pi
+from proto.base import Lookup
 from services.ingest import domain, store
 from services.ingest.broadcast import BroadcastPeer, Measured
+from services.ingest.config import IngestConfig
+from services.ingest.domain import Session
 
-__all__ = ["IngestHandlers"]
+__all__ = ["Handlers"]
 
 log = get_logger("ingest")
 
 
-def _open(row: Any) -> domain.OpenSession | None:
-    if row is None:
-        return None
-    return domain.OpenSession(
-        kind=row["kind"], state=row["state"], last_seen=row["last_seen"], grace_until=row["grace_until"]
-    )
-
-
-def _state(row: Any) -> pi.SessionState:
-    return pi.SessionState(
-        session_id=row["id"],
-        channel_id=row["channel_id"],
-        channel_name=row["channel_name"],
-        state=row["state"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-    )
-
-
-async def _end(conn: Any, session_id: str) -> Any:
+async def _end(conn: Connection, session_id: str) -> Session | None:
     """End the session and record its events (a started event first if it never left)."""
-    row = await store.end_session(conn, session_id)
-    if row is None:
+    ended = await store.end_session(conn, session_id)
+    if ended is None:
         return None
-    common = {"session_id": row["id"], "channel_id": row["channel_id"], "channel_name": row["channel_name"]}
-    if not row["announced"]:
-        await add_event(conn, pi.SessionStarted(**common, started_at=row["started_at"]))
-    await add_event(conn, pi.SessionEnded(**common, started_at=row["started_at"], ended_at=row["ended_at"]))
-    log.info("session_ended", **common)
-    return row
+    for event in domain.end_events(ended):
+        await add_event(conn, event)
+    log.info("session_ended", session_id=ended.id, channel_id=ended.channel_id, channel=ended.channel_name)
+    return ended
 
 
-class IngestHandlers:
-    """The ingest endpoints over the pool, NATS and this process's broadcaster peers."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Handlers:
+    """One method per ingest request, marked with the Rpc it answers, over the pool, NATS and this process's
+    broadcaster peers. PATCH and DELETE go to subjects naming this process: `process_routes` binds them."""
 
-    def __init__(self, pool: Any, nc: Client, config: Any, ice: IceSettings, process_id: str) -> None:
-        self.pool, self.nc, self.config, self.ice = pool, nc, config, ice
-        self.process_id = process_id
-        self.grace = timedelta(seconds=config.grace_seconds)
-        self.stale = timedelta(seconds=config.stale_seconds)
-        self.peers: dict[str, BroadcastPeer] = {}  # by resource
+    pool: Pool
+    nc: Client
+    config: IngestConfig
+    ice: IceSettings
+    process_id: str
+    peers: dict[str, BroadcastPeer] = field(default_factory=dict)  # this process's, by resource
 
-    def routes(self) -> list[Route[Any, Any]]:
-        """Every request endpoint of the process, including its own PATCH/DELETE subjects."""
+    def process_routes(self) -> list[Route[Any, Any]]:
+        """This process's own PATCH and DELETE endpoints (their subjects name it, so no `@answers`)."""
         return [
-            route(pi.OFFER, self.offer),
-            route(pi.OPERATOR_START, self.operator_start),
-            route(pi.OPERATOR_END, self.operator_end),
             route(pi.patch_rpc(self.process_id), self.patch),
             route(pi.delete_rpc(self.process_id), self.delete),
         ]
 
-    def _peer(self, session_id: str, resource: str) -> BroadcastPeer:
-        return BroadcastPeer(
+    def _decide(self, s: Session | None, kind: str, channel: str) -> domain.StartDecision:
+        c = self.config
+        return domain.start_or_refuse(s, kind, utcnow(), channel=channel, grace=c.grace, stale=c.stale)
+
+    async def _accepted_peer(self, session_id: str, resource: str, sdp: str) -> tuple[BroadcastPeer, str]:
+        """A peer for the session that answered `sdp`, and its answer."""
+        peer = BroadcastPeer(
             nc=self.nc,
             pc=RTCPeerConnection(rtc_configuration(self.ice)),
             session_id=session_id,
@@ -90,7 +77,13 @@ class IngestHandlers:
             media_timeout=self.config.media_timeout_seconds,
             connect_timeout=self.config.connect_timeout_seconds,
         )
+        try:
+            return peer, await peer.accept(sdp)
+        except Exception as exc:
+            await peer.close()
+            raise Unprocessable(f"the offer cannot be answered: {exc}", code="offer_rejected") from None
 
+    @answers(pi.OFFER)
     async def offer(self, req: pi.WhipOffer) -> pi.WhipAnswer:
         """WHIP POST: check the key and the offer, then answer; a dropped broadcaster resumes its session."""
         check_offer(req.sdp)
@@ -99,40 +92,23 @@ class IngestHandlers:
         )
         resource = secrets.token_urlsafe(24)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.fetch_open(conn, owner.channel_id)
-            decision = domain.decide_start(
-                _open(row), "whip", datetime.now(UTC), grace=self.grace, stale=self.stale
-            )
-            if decision in ("conflict", "same"):
-                raise Conflict(
-                    f'channel "{owner.name}" is already live with another broadcaster', code="already_live"
-                )
-            if row is not None and decision == "new":
-                await _end(conn, row["id"])
-            session_id = row["id"] if decision == "resume" else new_id()
-            peer = self._peer(session_id, resource)
-            try:
-                answer = await peer.accept(req.sdp)
-            except Exception as exc:
-                await peer.close()
-                raise Unprocessable(f"the offer cannot be answered: {exc}", code="offer_rejected") from None
-            if decision == "resume":
-                await self._drop_local(row["resource"])
+            found = await store.fetch_open(conn, owner.channel_id)
+            decision = self._decide(found, "whip", owner.name)
+            if found is not None and decision == "new":
+                await _end(conn, found.id)
+            session_id = found.id if found is not None and decision == "resume" else new_id()
+            peer, answer = await self._accepted_peer(session_id, resource, req.sdp)
+            if found is not None and decision == "resume":
+                await self._drop_local(found.resource)
                 await store.resume_session(
                     conn, session_id, kind="whip", process_id=self.process_id, resource=resource
                 )
             else:
                 await store.insert_session(
-                    conn,
-                    session_id=session_id,
-                    channel_id=owner.channel_id,
-                    channel_name=owner.name,
-                    kind="whip",
-                    process_id=self.process_id,
-                    resource=resource,
-                    video_codec=peer.codecs.get("video", ""),
-                    audio_codec=peer.codecs.get("audio", ""),
-                )
+                    conn, session_id=session_id, channel_id=owner.channel_id, channel_name=owner.name,
+                    kind="whip", process_id=self.process_id, resource=resource,
+                    video_codec=peer.codecs.get("video", ""), audio_codec=peer.codecs.get("audio", ""),
+                )  # fmt: skip
         self.peers[resource] = peer
         await peer.start()
         log.info(
@@ -160,30 +136,22 @@ class IngestHandlers:
         """The started event, with what the first second of media showed."""
         width, height, bitrate = measured
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.fetch_session(conn, peer.session_id)
-            if row is None or row["state"] == "ended" or not await store.mark_announced(conn, row["id"]):
+            found = await store.fetch_session(conn, peer.session_id)
+            if found is None or found.state == "ended":
                 return
-            await add_event(
-                conn,
-                pi.SessionStarted(
-                    session_id=row["id"],
-                    channel_id=row["channel_id"],
-                    channel_name=row["channel_name"],
-                    started_at=row["started_at"],
-                    video_codec=row["video_codec"],
-                    audio_codec=row["audio_codec"],
-                    width=width,
-                    height=height,
-                    bitrate_kbps=bitrate,
-                ),
+            announced = await store.mark_announced(
+                conn, found.id, width=width, height=height, bitrate_kbps=bitrate
             )
+            if announced is None:
+                return
+            await add_event(conn, domain.started_event(announced))
         log.info("session_started", session_id=peer.session_id, width=width, height=height, kbps=bitrate)
 
     async def _gone(self, peer: BroadcastPeer, reason: str) -> None:
         """The broadcaster vanished without DELETE: keep the session for the grace period."""
         self.peers.pop(peer.resource, None)
         async with self.pool.acquire() as conn, conn.transaction():
-            await store.set_grace(conn, peer.session_id, datetime.now(UTC) + self.grace)
+            await store.set_grace(conn, peer.session_id, utcnow() + self.config.grace)
         await peer.close()
 
     async def patch(self, req: pi.SessionPatch) -> pi.PatchResult:
@@ -191,26 +159,15 @@ class IngestHandlers:
         peer = self.peers.get(req.resource)
         if peer is None:
             raise NotFound("no WHIP session at this address", code="session_not_found")
-        lines = [line.strip() for line in req.fragment.splitlines() if line.strip()]
-        if not lines:
-            raise BadRequest("the PATCH body is empty: send an SDP fragment", code="invalid_sdp")
         remote = peer.pc.remoteDescription
-        ufrags = [line.split(":", 1)[1] for line in lines if line.startswith("a=ice-ufrag:")]
-        if remote is not None and ufrags and f"a=ice-ufrag:{ufrags[0]}" not in remote.sdp:
-            raise Unprocessable(
-                "ICE restart is not supported: POST a new offer "
-                "(the session continues within its grace period)",
-                code="ice_restart_unsupported",
-            )
-        mid = next((line.split(":", 1)[1] for line in lines if line.startswith("a=mid:")), "0")
-        for line in lines:
-            if not line.startswith("a=candidate:"):
-                continue
+        trickle = domain.trickle_candidates(req.fragment, remote.sdp if remote is not None else None)
+        for value in trickle.candidates:
             try:
-                candidate = candidate_from_sdp(line[2:].split(":", 1)[1])
+                candidate = candidate_from_sdp(value)
             except (ValueError, IndexError) as exc:
-                raise BadRequest(f'bad candidate line "{line[:80]}": {exc}', code="invalid_sdp") from None
-            candidate.sdpMid = mid
+                line = f"a=candidate:{value}"[:80]
+                raise BadRequest(f'bad candidate line "{line}": {exc}', code="invalid_sdp") from None
+            candidate.sdpMid = trickle.mid
             await peer.pc.addIceCandidate(candidate)
         return pi.PatchResult()
 
@@ -224,78 +181,67 @@ class IngestHandlers:
             await _end(conn, peer.session_id)
         return pi.SessionClosed(session_id=peer.session_id)
 
+    @answers(pi.LOOKUP_SESSION)
+    async def lookup_session(self, req: Lookup) -> pi.LiveSession:
+        """A live session as others keep a copy of it (libs.replica asks this on a miss)."""
+        if req.by.lower() not in pi.LIVE_SESSION.lookups:
+            raise BadRequest(f'a live session is looked up by session_id, not "{req.by}"', code="bad_lookup")
+        async with self.pool.acquire() as conn:
+            found = await store.fetch_session(conn, req.value, lock=False)
+        if found is None:
+            raise NotFound(f'live session "{req.value}" does not exist', code="session_not_found")
+        return domain.live_session(found)
+
     async def _channel(self, name: str) -> pc.Channel:
         return await request(self.nc, pc.GET, pc.GetChannel(name=name))
 
+    @answers(pi.OPERATOR_START)
     async def operator_start(self, req: pi.OperatorSession) -> pi.SessionState:
         """A session without media, under the same rules as a broadcaster's."""
         channel = await self._channel(req.channel_name)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.fetch_open(conn, channel.id)
-            decision = domain.decide_start(
-                _open(row), "operator", datetime.now(UTC), grace=self.grace, stale=self.stale
+            found = await store.fetch_open(conn, channel.id)
+            decision = self._decide(found, "operator", channel.name)
+            if found is not None and decision == "same":
+                return domain.session_state(found)
+            if found is not None and decision == "resume":
+                resumed = await store.resume_session(conn, found.id, kind="operator")
+                return domain.session_state(resumed)
+            if found is not None:
+                await _end(conn, found.id)
+            new = await store.insert_session(
+                conn, session_id=new_id(), channel_id=channel.id, channel_name=channel.name, kind="operator"
             )
-            if decision == "conflict":
-                raise Conflict(
-                    f'channel "{channel.name}" is already live with a broadcaster', code="already_live"
-                )
-            if decision == "same":
-                return _state(row)
-            if row is not None and decision == "new":
-                await _end(conn, row["id"])
-            if decision == "resume":
-                row = await store.resume_session(conn, row["id"], kind="operator", process_id="", resource="")
-            else:
-                row = await store.insert_session(
-                    conn,
-                    session_id=new_id(),
-                    channel_id=channel.id,
-                    channel_name=channel.name,
-                    kind="operator",
-                    process_id="",
-                    resource="",
-                    video_codec="",
-                    audio_codec="",
-                )
-                await store.mark_announced(conn, row["id"])
-                await add_event(
-                    conn,
-                    pi.SessionStarted(
-                        session_id=row["id"],
-                        channel_id=channel.id,
-                        channel_name=channel.name,
-                        started_at=row["started_at"],
-                    ),
-                )
-            return _state(row)
+            announced = await store.mark_announced(conn, new.id)
+            await add_event(conn, domain.started_event(announced or new))
+            return domain.session_state(new)
 
+    @answers(pi.OPERATOR_END)
     async def operator_end(self, req: pi.OperatorSession) -> pi.SessionState:
         """End the channel's session now, or (`drop`) as a lost connection: after the grace period."""
         channel = await self._channel(req.channel_name)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.fetch_open(conn, channel.id)
-            if row is None:
+            found = await store.fetch_open(conn, channel.id)
+            if found is None:
                 raise NotFound(f'channel "{channel.name}" has no live session', code="not_live")
-            resource = row["resource"]
             if req.drop:
-                await store.set_grace(conn, row["id"], datetime.now(UTC) + self.grace)
-                row = await store.fetch_session(conn, row["id"])
+                after = await store.set_grace(conn, found.id, utcnow() + self.config.grace)
             else:
-                row = await _end(conn, row["id"])
+                after = await _end(conn, found.id)
         with contextlib.suppress(Exception):
-            await self._drop_local(resource)
-        return _state(row)
+            await self._drop_local(found.resource)
+        return domain.session_state(after or found)
 
-    async def maintain(self) -> None:
-        """Every second: refresh this process's sessions, end those whose grace period passed."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = datetime.now(UTC)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await store.heartbeat(conn, self.process_id)
-                for row in await store.sweep_candidates(conn):
-                    if domain.is_expired(_open(row), now, grace=self.grace, stale=self.stale):  # type: ignore[arg-type]
-                        await _end(conn, row["id"])
+    async def maintain(self) -> bool:
+        """Worker step (every second): refresh this process's sessions, end those whose grace period passed
+        or whose process went silent."""
+        now, c = utcnow(), self.config
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.heartbeat(conn, self.process_id)
+            for s in await store.sweep_candidates(conn):
+                if domain.is_expired(s, now, grace=c.grace, stale=c.stale):
+                    await _end(conn, s.id)
+        return False
 
     async def close(self) -> None:
         """Close every peer (their sessions are resumed or expired by whichever process sees them)."""
