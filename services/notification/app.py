@@ -1,17 +1,21 @@
-"""Wires the notification service: config, schema, streams, VAPID keys, endpoints, consumers, and the
-fan-out, Web Push and webhook workers."""
+"""Wires the notification service: its schema, its copies of channels and live sessions, VAPID keys,
+endpoints, consumers, and the fan-out, Web Push and webhook workers."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from libs.bus import ConsumerSpec
-from libs.runtime import Runtime, ServiceConfig
+import httpx
+
+from libs.bus import ConsumerSpec, routes_of
+from libs.runtime import Runtime
 from proto import channel, ingest, social
-from services.notification.endpoints import RequestHandlers
+from services.notification import store
+from services.notification.config import NotificationConfig
+from services.notification.events import EventHandlers
 from services.notification.fanout import FanOut
-from services.notification.handlers import EventHandlers
+from services.notification.handlers import Handlers
 from services.notification.webhooks import WebhookSender
 from services.notification.webpush import PushSender, load_vapid
 
@@ -20,70 +24,48 @@ __all__ = ["NotificationConfig", "run"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class NotificationConfig(ServiceConfig, frozen=True, kw_only=True):
-    """CPC_* settings of the notification service."""
-
-    # A new session within this many seconds of the channel's previous end is a reconnect: no new
-    # go-live notification.
-    grace_seconds: float = 600.0
-    fanout_batch: int = 5000
-    # Allow http and loopback/private hosts for webhook callbacks and push endpoints (tests, closed nets).
-    allow_private_callbacks: bool = False
-    webhook_max_attempts: int = 6
-    webhook_retry_base_seconds: float = 2.0
-    webhook_timeout_seconds: float = 5.0
-    push_workers: int = 4
-    push_max_attempts: int = 3
-    push_retry_base_seconds: float = 30.0
-    vapid_subject: str = "mailto:admin@localhost"
-    ticket_ttl_seconds: float = 30.0
-
-
 async def run(config: NotificationConfig) -> None:
     """Run the notification service until a stop signal."""
     executor = ThreadPoolExecutor(max_workers=config.push_workers, thread_name_prefix="webpush")
-    # social, ingest and channel own these streams; declaring them too (same spec from proto/) lets our
-    # durable consumers bind whichever service starts first.
-    streams = [social.STREAM, ingest.STREAM, channel.STREAM]
+    # social owns this stream; declaring it too (same spec from proto/) lets our durable consumers bind
+    # whichever service starts first (keep_copy declares the channel and ingest streams).
     try:
-        async with Runtime(
-            "notification", config, schema="notification", migrations=MIGRATIONS, streams=streams
-        ) as rt:
+        async with (
+            httpx.AsyncClient(timeout=config.webhook_timeout_seconds, follow_redirects=False) as client,
+            Runtime(
+                "notification", config, schema="notification", migrations=MIGRATIONS, streams=[social.STREAM]
+            ) as rt,
+        ):
             vapid, public_key = await load_vapid(rt.pool)
-            fanout = FanOut(rt.pool, rt.bus, batch=config.fanout_batch)
-            webhooks = WebhookSender(
-                rt.pool,
-                max_attempts=config.webhook_max_attempts,
-                retry_base_seconds=config.webhook_retry_base_seconds,
-                timeout=config.webhook_timeout_seconds,
-            )
             pushes = PushSender(
-                rt.pool,
-                vapid,
-                executor,
-                subject=config.vapid_subject,
-                max_attempts=config.push_max_attempts,
-                retry_base_seconds=config.push_retry_base_seconds,
-            )
+                pool=rt.pool, vapid=vapid, executor=executor, subject=config.vapid_subject,
+                retries=config.push_retries(),
+            )  # fmt: skip
+            webhooks = WebhookSender(
+                pool=rt.pool, client=client, retries=config.webhook_retries(),
+                lease_seconds=config.webhook_timeout_seconds + 30,
+            )  # fmt: skip
+            push_worker = rt.worker("webpush", pushes.step, every=config.push_poll_seconds)
+            webhook_worker = rt.worker("webhooks", webhooks.step, every=config.webhook_poll_seconds)
+            fanout = FanOut(pool=rt.pool, nc=rt.bus, batch=config.fanout_batch, wake_push=push_worker.wake)
+            fanout_worker = rt.worker("fanout", fanout.step, every=config.fanout_poll_seconds)
+
+            channels = await rt.keep_copy(channel.CHANNEL)
             events = EventHandlers(
-                rt.pool,
-                rt.bus,
-                grace_seconds=config.grace_seconds,
-                wake_fanout=fanout.wake,
-                wake_webhooks=webhooks.wake,
+                pool=rt.pool, nc=rt.bus, channels=channels, grace_seconds=config.grace_seconds,
+                wake_fanout=fanout_worker.wake, wake_webhooks=webhook_worker.wake,
+            )  # fmt: skip
+            await rt.keep_copy(
+                ingest.LIVE_SESSION, on_change=events.session_changed, after_change=events.session_committed
             )
-            endpoints = RequestHandlers(
-                rt.pool,
-                rt.bus,
-                vapid_public_key=public_key,
-                allow_private=config.allow_private_callbacks,
-                ticket_ttl=config.ticket_ttl_seconds,
-                wake_webhooks=webhooks.wake,
-            )
-            rt.spawn(fanout.run(), name="fanout")
-            rt.spawn(webhooks.run(), name="webhooks")
-            rt.spawn(pushes.run(), name="webpush")
-            await rt.serve(endpoints.routes())
+            async with rt.pool.acquire() as conn:
+                await store.index_copies(conn)
+            handlers = Handlers(
+                pool=rt.pool, channels=channels, vapid_public_key=public_key,
+                allow_private=config.allow_private_callbacks, ticket_ttl=config.ticket_ttl_seconds,
+                wake_webhooks=webhook_worker.wake,
+            )  # fmt: skip
+            await rt.serve(routes_of(handlers))
             _consume(rt, events)
             await rt.wait()
     finally:
@@ -91,12 +73,6 @@ async def run(config: NotificationConfig) -> None:
 
 
 def _consume(rt: Runtime, events: EventHandlers) -> None:
-    rt.consume(
-        ConsumerSpec(
-            stream=channel.STREAM.name, durable="notification-channels", events=(channel.ChannelCreated,)
-        ),
-        events.on_channel_created,
-    )
     rt.consume(
         ConsumerSpec(
             stream=social.STREAM.name,
@@ -108,12 +84,4 @@ def _consume(rt: Runtime, events: EventHandlers) -> None:
     rt.consume(
         ConsumerSpec(stream=social.STREAM.name, durable="notification-subs", events=(social.Subscribed,)),
         events.on_subscribed,
-    )
-    rt.consume(
-        ConsumerSpec(
-            stream=ingest.STREAM.name,
-            durable="notification-live",
-            events=(ingest.SessionStarted, ingest.SessionEnded),
-        ),
-        events.on_session,
     )

@@ -1,32 +1,45 @@
-"""The notification rules: grace periods, inbox cursors, webhook signing and callback checks. No I/O."""
+"""The notification rules: grace periods, inbox cursors and marks, preference lists, push keys, webhook
+signing, callback checks and what a delivery attempt's outcome is. No I/O."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Literal
 from urllib.parse import urlsplit
 
+import msgspec
+
 from libs.bus import BadRequest, Forbidden
-from proto.notification import WEBHOOK_TYPES, Notification
+from libs.paging import check_limit
+from proto.ingest import LiveSession
+from proto.notification import WEBHOOK_TYPES
 
 __all__ = [
+    "Retries",
     "check_callback_url",
     "check_limit",
+    "check_mark_read",
     "check_owner",
+    "check_preference_lists",
+    "check_push_keys",
     "check_secret",
     "check_webhook_type",
     "decode_cursor",
+    "goes_live",
     "is_reconnect",
-    "notification_view",
+    "push_outcome",
     "retry_delay",
     "sign",
+    "webhook_outcome",
 ]
 
-LIMIT_MAX = 100
+MARK_MAX = 1000
+PREF_CHANNELS_MAX = 1000
 SECRET_MIN, SECRET_MAX = 10, 100
 URL_MAX = 2048
 
@@ -43,11 +56,12 @@ def is_reconnect(
     return started_at - previous_ended <= timedelta(seconds=grace)
 
 
-def check_limit(limit: int) -> int:
-    """A page size between 1 and 100."""
-    if not 1 <= limit <= LIMIT_MAX:
-        raise BadRequest(f"limit {limit} must be between 1 and {LIMIT_MAX}", code="invalid_limit")
-    return limit
+def goes_live(previous: LiveSession | None, started_at: datetime, grace: float) -> bool:
+    """Whether a session starting at `started_at` notifies the followers (not a reconnect after
+    `previous`, the channel's session before it)."""
+    if previous is None:
+        return True
+    return not is_reconnect(previous.started_at, previous.ended_at, started_at, grace)
 
 
 def decode_cursor(text: str) -> int | None:
@@ -59,18 +73,44 @@ def decode_cursor(text: str) -> int | None:
     return int(text)
 
 
-def notification_view(row: Mapping[str, Any]) -> Notification:
-    """The Notification for an inbox row."""
-    return Notification(
-        id=row["id"],
-        kind=row["kind"],
-        channel_id=row["channel_id"],
-        channel_name=row["channel_name"],
-        actor_username=row["actor_username"],
-        tier=row["tier"],
-        created_at=row["created_at"],
-        read=row["read_at"] is not None,
-    )
+def check_mark_read(ids: list[int], every: bool) -> list[int] | None:
+    """The ids to mark read (None: every one); either a non-empty list of ids or `all`, not both."""
+    if every == bool(ids):
+        raise BadRequest('send either "ids" (a non-empty list) or "all": true', code="invalid_mark_read")
+    if len(ids) > MARK_MAX:
+        raise BadRequest(f"{len(ids)} ids given; at most {MARK_MAX}", code="invalid_mark_read")
+    if any(not 0 < i < 2**63 for i in ids):
+        raise BadRequest("ids must be positive notification ids", code="invalid_mark_read")
+    return None if every else ids
+
+
+def check_preference_lists(muted: list[str], push: list[str]) -> tuple[list[str], list[str]]:
+    """The muted and push channel names, lower case, sorted, without repeats, at most 1000 each."""
+    muted_names = sorted({n.lower() for n in muted})
+    push_names = sorted({n.lower() for n in push})
+    if len(muted_names) > PREF_CHANNELS_MAX or len(push_names) > PREF_CHANNELS_MAX:
+        raise BadRequest(f"at most {PREF_CHANNELS_MAX} channels per list", code="invalid_preferences")
+    return muted_names, push_names
+
+
+def _key_bytes(value: str, name: str, size: int) -> bytes:
+    """A base64url push subscription key of `size` bytes, or BadRequest naming it."""
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"keys.{name} is not base64url", code="invalid_push_subscription") from None
+    if len(raw) != size:
+        raise BadRequest(
+            f"keys.{name} must be {size} bytes, got {len(raw)}", code="invalid_push_subscription"
+        )
+    return raw
+
+
+def check_push_keys(p256dh: str, auth: str) -> None:
+    """A subscription's keys (RFC 8291): an uncompressed P-256 point and a 16-byte auth secret."""
+    if _key_bytes(p256dh, "p256dh", 65)[0] != 4:
+        raise BadRequest("keys.p256dh must be an uncompressed P-256 point", code="invalid_push_subscription")
+    _key_bytes(auth, "auth", 16)
 
 
 def check_owner(owner_id: str | None, actor_id: str, channel: str) -> None:
@@ -133,3 +173,41 @@ def sign(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
 def retry_delay(attempt: int, base: float) -> float:
     """Seconds before try `attempt + 1`: base, 2 base, 4 base, ... (at most an hour)."""
     return float(min(3600.0, base * 2 ** max(0, attempt - 1)))
+
+
+class Retries(msgspec.Struct, frozen=True, kw_only=True):
+    """How a Web Push send or a webhook message is tried again: at most `max_attempts` tries, waiting
+    `base_seconds`, then twice that, and so on."""
+
+    max_attempts: int
+    base_seconds: float
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before the try after try number `attempt`."""
+        return retry_delay(attempt, self.base_seconds)
+
+    def exhausted(self, attempts: int) -> bool:
+        """Whether try number `attempts` was the last one."""
+        return attempts >= self.max_attempts
+
+
+WebhookOutcome = Literal["delivered", "dead_letter", "retry"]
+PushOutcome = Literal["sent", "subscription_removed", "given_up", "retry"]
+# The push service answers these for a subscription that is gone for good (RFC 8030 section 7.3).
+GONE = (404, 410)
+
+
+def webhook_outcome(error: str, attempts: int, retries: Retries) -> WebhookOutcome:
+    """What becomes of a webhook message after try number `attempts` failed with `error` ('' = accepted)."""
+    if not error:
+        return "delivered"
+    return "dead_letter" if retries.exhausted(attempts) else "retry"
+
+
+def push_outcome(status: int, attempts: int, retries: Retries) -> PushOutcome:
+    """What becomes of a Web Push send after try number `attempts` got `status` (0: no answer)."""
+    if 200 <= status < 300:
+        return "sent"
+    if status in GONE:
+        return "subscription_removed"
+    return "given_up" if retries.exhausted(attempts) else "retry"

@@ -1,37 +1,88 @@
-"""All SQL of the notification service. Every function takes a connection (or a transaction's)."""
+"""SQL of the notification service's projections, sessions, fan-out, inbox and preferences (delivery_store.py
+holds push, ticket and webhook SQL). Every function takes a connection and returns Structs.
+
+Channels and live sessions are copies (`copied_channels`, `copied_live_sessions`, kept by libs/replica.py
+from their owners' events, read only here); what the service owns of a session is in `session_reactions`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-Row = Any  # asyncpg.Record
+import msgspec
 
-# --- projections ----------------------------------------------------------------------------------
+from libs.db import Connection
+from proto.ingest import LiveSession
+from proto.notification import Notification, Preferences
+
+__all__ = [
+    "FanoutBatch",
+    "FanoutJob",
+    "add_fanout_job",
+    "add_follow",
+    "add_notification",
+    "advance_fanout",
+    "channel_ids",
+    "claim_end",
+    "claim_fanout",
+    "claim_start",
+    "fanout_batch",
+    "get_preferences",
+    "index_copies",
+    "list_inbox",
+    "lock_channel_sessions",
+    "mark_read",
+    "pending_fanouts",
+    "previous_session",
+    "put_preferences",
+    "remove_follow",
+    "unread_count",
+]
 
 
-async def upsert_channel(conn: Any, *, channel_id: str, name: str, owner_id: str | None) -> None:
-    """Remember a channel's name and (when known) owner; a known owner is never replaced by NULL."""
-    await conn.execute(
-        "INSERT INTO channels (id, name, owner_id) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE"
-        " SET name = EXCLUDED.name, owner_id = coalesce(EXCLUDED.owner_id, channels.owner_id)",
-        channel_id,
-        name,
-        owner_id,
+class FanoutJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A go-live fan-out in progress; `cursor` is the last follower whose inbox row is committed."""
+
+    session_id: str
+    channel_id: str
+    channel_name: str
+    cursor: str
+
+
+class FanoutBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """What one fan-out batch wrote: followers seen, the last of them, new inbox ids with their users, and
+    how many Web Push sends it queued."""
+
+    seen: int
+    last: str | None
+    ids: list[int]
+    users: list[str]
+    pushes: int
+
+
+# --- copies and follows ---------------------------------------------------------------------------
+
+
+async def index_copies(conn: Connection) -> None:
+    """Index the live-session copy by channel for `previous_session` (the copy's table is made at start,
+    after the migrations); replicas starting together take turns."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || 'copies-index'))")
+        await conn.execute(
+            "CREATE INDEX IF NOT EXISTS copied_live_sessions_by_channel"
+            " ON copied_live_sessions (channel_id, started_at DESC)"
+        )
+
+
+async def channel_ids(conn: Connection, *, names: list[str]) -> dict[str, str]:
+    """Ids of the channels among `names` (lower case) that the copy knows."""
+    rows = await conn.fetch(
+        "SELECT lower(name) AS name, channel_id FROM copied_channels WHERE lower(name) = ANY($1::text[])",
+        names,
     )
+    return {r["name"]: r["channel_id"] for r in rows}
 
 
-async def channel_by_name(conn: Any, *, name: str) -> Row | None:
-    """A channel (id, name, owner_id) by name."""
-    return await conn.fetchrow("SELECT id, name, owner_id FROM channels WHERE name = lower($1)", name)
-
-
-async def channel_by_id(conn: Any, *, channel_id: str) -> Row | None:
-    """A channel (id, name, owner_id) by id."""
-    return await conn.fetchrow("SELECT id, name, owner_id FROM channels WHERE id = $1", channel_id)
-
-
-async def add_follow(conn: Any, *, channel_id: str, user_id: str, followed_at: datetime) -> None:
+async def add_follow(conn: Connection, *, channel_id: str, user_id: str, followed_at: datetime) -> None:
     """Record a follow (a repeat keeps the newer time)."""
     await conn.execute(
         "INSERT INTO follows (channel_id, user_id, followed_at) VALUES ($1, $2, $3)"
@@ -43,7 +94,7 @@ async def add_follow(conn: Any, *, channel_id: str, user_id: str, followed_at: d
     )
 
 
-async def remove_follow(conn: Any, *, channel_id: str, user_id: str, before: datetime) -> None:
+async def remove_follow(conn: Connection, *, channel_id: str, user_id: str, before: datetime) -> None:
     """Forget a follow made before `before` (a later re-follow delivered out of order stays)."""
     await conn.execute(
         "DELETE FROM follows WHERE channel_id = $1 AND user_id = $2 AND followed_at <= $3",
@@ -56,58 +107,51 @@ async def remove_follow(conn: Any, *, channel_id: str, user_id: str, before: dat
 # --- sessions and fan-out -------------------------------------------------------------------------
 
 
-async def lock_channel_sessions(conn: Any, *, channel_id: str) -> None:
-    """Serialize the session events of one channel until commit."""
+async def lock_channel_sessions(conn: Connection, *, channel_id: str) -> None:
+    """Serialize the session reactions of one channel until commit."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", channel_id)
 
 
-async def session_known(conn: Any, *, session_id: str) -> bool:
-    """Whether this session was seen already."""
-    return await conn.fetchval("SELECT 1 FROM sessions WHERE session_id = $1", session_id) is not None
-
-
-async def previous_session(conn: Any, *, channel_id: str, before: datetime) -> Row | None:
-    """The channel's newest session that started before `before`."""
-    return await conn.fetchrow(
-        "SELECT session_id, started_at, ended_at FROM sessions WHERE channel_id = $1 AND started_at < $2"
+async def previous_session(
+    conn: Connection, *, channel_id: str, session_id: str, before: datetime
+) -> LiveSession | None:
+    """The channel's newest other session in the copy that started before `before`."""
+    row = await conn.fetchrow(
+        "SELECT * FROM copied_live_sessions"
+        " WHERE channel_id = $1 AND started_at < $2 AND session_id <> $3"
         " ORDER BY started_at DESC LIMIT 1",
         channel_id,
         before,
-    )
-
-
-async def insert_session(
-    conn: Any, *, session_id: str, channel_id: str, started_at: datetime, notified: bool
-) -> None:
-    """Note a session start."""
-    await conn.execute(
-        "INSERT INTO sessions (session_id, channel_id, started_at, notified) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (session_id) DO NOTHING",
         session_id,
-        channel_id,
-        started_at,
+    )
+    return None if row is None else msgspec.convert(dict(row), LiveSession)
+
+
+async def claim_start(conn: Connection, *, session_id: str, notified: bool) -> bool:
+    """Note that the session's start is handled now; False when it was handled before."""
+    claimed = await conn.fetchval(
+        "INSERT INTO session_reactions (session_id, started_handled, notified) VALUES ($1, true, $2)"
+        " ON CONFLICT (session_id) DO UPDATE SET started_handled = true, notified = EXCLUDED.notified"
+        " WHERE NOT session_reactions.started_handled RETURNING true",
+        session_id,
         notified,
     )
+    return claimed is not None
 
 
-async def end_session(
-    conn: Any, *, session_id: str, channel_id: str, started_at: datetime, ended_at: datetime
-) -> bool:
-    """Close a session (created closed when its start was never seen); False when already closed."""
-    status: str = await conn.execute(
-        "INSERT INTO sessions (session_id, channel_id, started_at, ended_at) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (session_id) DO UPDATE SET ended_at = EXCLUDED.ended_at"
-        " WHERE sessions.ended_at IS NULL",
+async def claim_end(conn: Connection, *, session_id: str) -> bool:
+    """Note that the session's end is handled now; False when it was handled before."""
+    claimed = await conn.fetchval(
+        "INSERT INTO session_reactions (session_id, ended_handled) VALUES ($1, true)"
+        " ON CONFLICT (session_id) DO UPDATE SET ended_handled = true"
+        " WHERE NOT session_reactions.ended_handled RETURNING true",
         session_id,
-        channel_id,
-        started_at,
-        ended_at,
     )
-    return status != "INSERT 0 0"
+    return claimed is not None
 
 
 async def add_fanout_job(
-    conn: Any, *, session_id: str, channel_id: str, channel_name: str, started_at: datetime
+    conn: Connection, *, session_id: str, channel_id: str, channel_name: str, started_at: datetime
 ) -> None:
     """Queue the go-live fan-out of a session."""
     await conn.execute(
@@ -120,18 +164,19 @@ async def add_fanout_job(
     )
 
 
-async def pending_fanouts(conn: Any) -> list[str]:
+async def pending_fanouts(conn: Connection) -> list[str]:
     """Sessions whose fan-out is not finished, oldest first."""
     return [r[0] for r in await conn.fetch("SELECT session_id FROM fanout_jobs ORDER BY created_at")]
 
 
-async def claim_fanout(conn: Any, *, session_id: str) -> Row | None:
+async def claim_fanout(conn: Connection, *, session_id: str) -> FanoutJob | None:
     """Lock a fan-out job for this transaction (None when done or another replica holds it)."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         "SELECT session_id, channel_id, channel_name, cursor FROM fanout_jobs WHERE session_id = $1"
         " FOR UPDATE SKIP LOCKED",
         session_id,
     )
+    return None if row is None else msgspec.convert(dict(row), FanoutJob)
 
 
 # One batch of followers, in user_id order after the cursor: their inbox rows (muted and silenced users
@@ -154,29 +199,29 @@ WITH batch AS (
     LEFT JOIN preferences p ON p.user_id = ins.user_id
     WHERE coalesce(p.push_all, true)
        OR EXISTS (SELECT 1 FROM push_channels c WHERE c.user_id = ins.user_id AND c.channel_id = $1)
+    RETURNING id
 )
 SELECT (SELECT count(*) FROM batch) AS seen, (SELECT max(user_id) FROM batch) AS last,
-       array(SELECT id FROM ins) AS ids, array(SELECT user_id FROM ins) AS users
+       array(SELECT id FROM ins) AS ids, array(SELECT user_id FROM ins) AS users,
+       (SELECT count(*) FROM push) AS pushes
 """
 
 
-async def fanout_batch(
-    conn: Any, *, job: Row, batch: int, created_at: datetime
-) -> tuple[int, str | None, list[int], list[str]]:
-    """Write one batch of go-live inbox rows; returns followers seen, the last one, new ids and users."""
+async def fanout_batch(conn: Connection, *, job: FanoutJob, batch: int, created_at: datetime) -> FanoutBatch:
+    """Write one batch of go-live inbox rows and their Web Push sends."""
     row = await conn.fetchrow(
         _FANOUT_BATCH,
-        job["channel_id"],
-        job["cursor"],
+        job.channel_id,
+        job.cursor,
         batch,
-        "live:" + job["session_id"],
-        job["channel_name"],
+        "live:" + job.session_id,
+        job.channel_name,
         created_at,
     )
-    return row["seen"], row["last"], list(row["ids"]), list(row["users"])
+    return msgspec.convert(dict(row), FanoutBatch)
 
 
-async def advance_fanout(conn: Any, *, session_id: str, cursor: str | None) -> None:
+async def advance_fanout(conn: Connection, *, session_id: str, cursor: str | None) -> None:
     """Move the job's cursor, or finish the job (None)."""
     if cursor is None:
         await conn.execute("DELETE FROM fanout_jobs WHERE session_id = $1", session_id)
@@ -186,52 +231,42 @@ async def advance_fanout(conn: Any, *, session_id: str, cursor: str | None) -> N
 
 # --- inbox ----------------------------------------------------------------------------------------
 
-# Constant text only; every value is a bound parameter.
+# Constant text only; every value is a bound parameter. Rows are read as the Notification their user sees.
 _ADD_NOTIFICATION = (
     "INSERT INTO notifications (user_id, kind, dedup_key, channel_id, channel_name, actor_username, tier)"
     " SELECT $1, $2, $3, $4, $5, $6, $7"
     " WHERE coalesce((SELECT enabled FROM preferences WHERE user_id = $1), true)"
     " ON CONFLICT (user_id, dedup_key) DO NOTHING"
-    " RETURNING id, kind, channel_id, channel_name, actor_username, tier, created_at, read_at"
+    " RETURNING id, kind, channel_id, channel_name, actor_username, tier, created_at,"
+    " read_at IS NOT NULL AS read"
 )
 _LIST_INBOX = (
-    "SELECT id, kind, channel_id, channel_name, actor_username, tier, created_at, read_at"
+    "SELECT id, kind, channel_id, channel_name, actor_username, tier, created_at, read_at IS NOT NULL AS read"
     " FROM notifications WHERE user_id = $1"
     " AND ($2::bigint IS NULL OR id < $2) AND (NOT $3 OR read_at IS NULL) ORDER BY id DESC LIMIT $4"
 )
 
 
 async def add_notification(
-    conn: Any, *, user_id: str, kind: str, dedup_key: str, channel_id: str, channel_name: str,
+    conn: Connection, *, user_id: str, kind: str, dedup_key: str, channel_id: str, channel_name: str,
     actor_username: str = "", tier: int = 0,
-) -> Row | None:  # fmt: skip
+) -> Notification | None:  # fmt: skip
     """One inbox row unless the user silenced notifications or it exists; returns it when new."""
-    return await conn.fetchrow(
-        _ADD_NOTIFICATION,
-        user_id,
-        kind,
-        dedup_key,
-        channel_id,
-        channel_name,
-        actor_username,
-        tier,
+    row = await conn.fetchrow(
+        _ADD_NOTIFICATION, user_id, kind, dedup_key, channel_id, channel_name, actor_username, tier
     )
+    return None if row is None else msgspec.convert(dict(row), Notification)
 
 
-async def list_inbox(conn: Any, *, user_id: str, before: int | None, limit: int, unread: bool) -> list[Row]:
+async def list_inbox(
+    conn: Connection, *, user_id: str, before: int | None, limit: int, unread: bool
+) -> list[Notification]:
     """A page of a user's notifications, newest first."""
-    return list(
-        await conn.fetch(
-            _LIST_INBOX,
-            user_id,
-            before,
-            unread,
-            limit,
-        )
-    )
+    rows = await conn.fetch(_LIST_INBOX, user_id, before, unread, limit)
+    return msgspec.convert([dict(r) for r in rows], list[Notification])
 
 
-async def unread_count(conn: Any, *, user_id: str) -> int:
+async def unread_count(conn: Connection, *, user_id: str) -> int:
     """How many of a user's notifications are unread."""
     count: int = await conn.fetchval(
         "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", user_id
@@ -239,7 +274,7 @@ async def unread_count(conn: Any, *, user_id: str) -> int:
     return count
 
 
-async def mark_read(conn: Any, *, user_id: str, ids: list[int] | None) -> int:
+async def mark_read(conn: Connection, *, user_id: str, ids: list[int] | None) -> int:
     """Mark the user's `ids` (every one when None) read; returns how many changed."""
     status: str = await conn.execute(
         "UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL"
@@ -253,27 +288,22 @@ async def mark_read(conn: Any, *, user_id: str, ids: list[int] | None) -> int:
 # --- preferences ----------------------------------------------------------------------------------
 
 
-async def get_preferences(conn: Any, *, user_id: str) -> Row:
-    """enabled, push_all and the names of muted and push channels."""
-    return await conn.fetchrow(
+async def get_preferences(conn: Connection, *, user_id: str) -> Preferences:
+    """enabled, push_all and the names of muted and push channels (the defaults when none are stored)."""
+    row = await conn.fetchrow(
         "SELECT coalesce(p.enabled, true) AS enabled, coalesce(p.push_all, true) AS push_all,"
-        " array(SELECT c.name FROM muted_channels m JOIN channels c ON c.id = m.channel_id"
-        "       WHERE m.user_id = $1 ORDER BY c.name) AS muted,"
-        " array(SELECT c.name FROM push_channels m JOIN channels c ON c.id = m.channel_id"
-        "       WHERE m.user_id = $1 ORDER BY c.name) AS push"
+        " array(SELECT c.name FROM muted_channels m JOIN copied_channels c ON c.channel_id = m.channel_id"
+        "       WHERE m.user_id = $1 ORDER BY c.name) AS muted_channels,"
+        " array(SELECT c.name FROM push_channels m JOIN copied_channels c ON c.channel_id = m.channel_id"
+        "       WHERE m.user_id = $1 ORDER BY c.name) AS push_channels"
         " FROM (SELECT $1::text AS user_id) u LEFT JOIN preferences p ON p.user_id = u.user_id",
         user_id,
     )
-
-
-async def channel_ids(conn: Any, *, names: list[str]) -> dict[str, str]:
-    """Ids of the known channels among `names`."""
-    rows = await conn.fetch("SELECT name, id FROM channels WHERE name = ANY($1::text[])", names)
-    return {r["name"]: r["id"] for r in rows}
+    return msgspec.convert(dict(row), Preferences)
 
 
 async def put_preferences(
-    conn: Any, *, user_id: str, enabled: bool, push_all: bool, muted: list[str], push: list[str]
+    conn: Connection, *, user_id: str, enabled: bool, push_all: bool, muted: list[str], push: list[str]
 ) -> None:
     """Replace a user's preferences (channel ids)."""
     await conn.execute(

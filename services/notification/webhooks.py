@@ -1,28 +1,89 @@
-"""Outgoing webhooks, EventSub-like: signed POSTs with message id and timestamp headers, a challenge the
-callback must echo before a webhook is enabled, retries with exponential backoff, then a dead letter."""
+"""Outgoing webhooks, EventSub-like: message bodies for the events we relay, signed POSTs with message id
+and timestamp headers, a challenge the callback must echo before a webhook is enabled, retries with
+exponential backoff, then a dead letter. The sender is a step of the runtime's "webhooks" worker."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import msgspec
 
+from libs.db import Pool
 from libs.obs.logging import get_logger
+from proto.ingest import SessionEnded, SessionStarted
+from proto.social import Followed, Subscribed
 from services.notification import delivery_store as ds
-from services.notification.domain import retry_delay, sign
+from services.notification.delivery_store import DueDelivery
+from services.notification.domain import Retries, sign, webhook_outcome
 
-__all__ = ["VERIFICATION", "WebhookSender", "headers_for", "verification_body"]
+__all__ = [
+    "NOTIFICATION",
+    "VERIFICATION",
+    "WebhookSender",
+    "event_body",
+    "headers_for",
+    "message_id",
+    "verification_body",
+    "wrap",
+]
 
 log = get_logger("notification")
 
 VERIFICATION = "webhook_callback_verification"
 NOTIFICATION = "notification"
+_NAMESPACE = uuid.UUID("6f1c2a9e-31f4-4c3e-9a55-0c0de11e0001")
 _encoder = msgspec.json.Encoder()
+
+Relayed = SessionStarted | SessionEnded | Followed | Subscribed
+
+
+def message_id(event_id: str, webhook_id: str) -> str:
+    """The same id for the same event to the same webhook, however often the event is redelivered."""
+    return str(uuid.uuid5(_NAMESPACE, f"{event_id}/{webhook_id}"))
+
+
+def event_body(event: Relayed) -> tuple[str, dict[str, Any]]:
+    """The webhook type an event feeds and its `event` object."""
+    if isinstance(event, SessionStarted):
+        return "stream.online", {
+            "id": event.session_id,
+            "broadcaster_user_id": event.channel_id,
+            "broadcaster_user_login": event.channel_name,
+            "type": "live",
+            "started_at": event.started_at.isoformat(),
+        }
+    if isinstance(event, SessionEnded):
+        return "stream.offline", {
+            "id": event.session_id,
+            "broadcaster_user_id": event.channel_id,
+            "broadcaster_user_login": event.channel_name,
+            "ended_at": event.ended_at.isoformat(),
+        }
+    common = {
+        "user_id": event.user_id,
+        "user_login": event.username,
+        "broadcaster_user_id": event.channel_id,
+        "broadcaster_user_login": event.channel_name,
+    }
+    if isinstance(event, Followed):
+        return "channel.follow", {**common, "followed_at": event.followed_at.isoformat()}
+    return "channel.subscribe", {
+        **common,
+        "tier": str(event.tier * 1000),
+        "is_gift": bool(event.gifted_by_id),
+    }
+
+
+def wrap(webhook_id: str, kind: str, channel_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The whole message body for one webhook."""
+    subscription = {"id": webhook_id, "type": kind, "condition": {"broadcaster_user_id": channel_id}}
+    return {"subscription": subscription, "event": event}
 
 
 def verification_body(webhook_id: str, kind: str, channel_id: str) -> dict[str, Any]:
@@ -47,80 +108,58 @@ def headers_for(secret: str, message_id: str, message_type: str, kind: str, body
     }
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
 class WebhookSender:
-    """Delivers due webhook messages until cancelled."""
+    """Delivers due webhook messages, a batch per `step` (the "webhooks" worker's step)."""
 
-    def __init__(
-        self, pool: Any, *, max_attempts: int, retry_base_seconds: float, timeout: float,
-        poll_seconds: float = 0.25,
-    ) -> None:  # fmt: skip
-        self.pool = pool
-        self.max_attempts = max_attempts
-        self.retry_base = retry_base_seconds
-        self.timeout = timeout
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+    pool: Pool
+    client: httpx.AsyncClient
+    retries: Retries
+    lease_seconds: float
+    batch: int = 50
 
-    def wake(self) -> None:
-        """Messages were queued: look now."""
-        self._wake.set()
+    async def step(self) -> int:
+        """Deliver one batch of due messages; how many were taken (more may wait when > 0)."""
+        async with self.pool.acquire() as conn:
+            due = await ds.claim_deliveries(conn, limit=self.batch, lease_seconds=self.lease_seconds)
+        await asyncio.gather(*(self._deliver(d) for d in due))
+        return len(due)
 
-    async def run(self) -> None:
-        """Deliver until cancelled."""
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
-            while True:
-                try:
-                    async with self.pool.acquire() as conn:
-                        rows = await ds.claim_deliveries(conn, limit=50, lease_seconds=self.timeout + 30)
-                    await asyncio.gather(*(self._deliver(client, r) for r in rows))
-                    if rows:
-                        continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("webhook_loop_failed", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-                self._wake.clear()
-
-    async def _post(self, client: httpx.AsyncClient, row: Any) -> str:
+    async def _post(self, due: DueDelivery) -> str:
         """Send one message; '' when accepted, else why not."""
-        body = _encoder.encode(row["body"])
-        headers = headers_for(row["secret"], row["message_id"], row["message_type"], row["type"], body)
+        body = _encoder.encode(due.body)
+        headers = headers_for(due.secret, due.message_id, due.message_type, due.type, body)
         try:
-            response = await client.post(row["callback_url"], content=body, headers=headers)
+            response = await self.client.post(due.callback_url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"[:500]
         if not 200 <= response.status_code < 300:
             return f"callback answered {response.status_code}"
-        if row["message_type"] == VERIFICATION and response.text != row["body"]["challenge"]:
+        if due.message_type == VERIFICATION and response.text != due.body["challenge"]:
             return "callback did not echo the challenge"
         return ""
 
-    async def _deliver(self, client: httpx.AsyncClient, row: Any) -> None:
-        error = await self._post(client, row)
+    async def _deliver(self, due: DueDelivery) -> None:
+        error = await self._post(due)
+        outcome = webhook_outcome(error, due.attempts, self.retries)
+        verifying = due.message_type == VERIFICATION
         async with self.pool.acquire() as conn, conn.transaction():
-            if not error:
-                await ds.finish_delivery(conn, delivery_id=row["id"])
-                if row["message_type"] == VERIFICATION:
-                    await ds.set_webhook_status(conn, webhook_id=row["webhook_id"], status="enabled")
-                outcome = "delivered"
-            elif row["attempts"] >= self.max_attempts:
-                await ds.dead_letter(conn, delivery_id=row["id"], error=error)
-                if row["message_type"] == VERIFICATION:
-                    await ds.set_webhook_status(
-                        conn, webhook_id=row["webhook_id"], status="verification_failed"
-                    )
-                outcome = "dead_letter"
+            if outcome == "delivered":
+                await ds.finish(conn, "webhook_deliveries", delivery_id=due.id)
+                if verifying:
+                    await ds.set_webhook_status(conn, webhook_id=due.webhook_id, status="enabled")
+            elif outcome == "dead_letter":
+                await ds.dead_letter(conn, delivery_id=due.id, error=error)
+                if verifying:
+                    await ds.set_webhook_status(conn, webhook_id=due.webhook_id, status="verification_failed")
             else:
-                delay = retry_delay(row["attempts"], self.retry_base)
-                await ds.retry_delivery(conn, delivery_id=row["id"], delay=delay, error=error)
-                outcome = "retry"
+                delay = self.retries.delay(due.attempts)
+                await ds.retry(conn, "webhook_deliveries", delivery_id=due.id, delay=delay, error=error)
         log.info(
             "webhook_delivery",
-            webhook_id=row["webhook_id"],
-            message_id=row["message_id"],
-            attempt=row["attempts"],
+            webhook_id=due.webhook_id,
+            message_id=due.message_id,
+            attempt=due.attempts,
             outcome=outcome,
             error=error,
         )

@@ -1,33 +1,33 @@
 """Web Push (RFC 8030/8291/8292): the VAPID key pair kept in our schema, and a sender that drains queued
-sends through pywebpush on worker threads (encryption and HTTP never run on the event loop)."""
+sends through pywebpush on worker threads (encryption and HTTP never run on the event loop). The sender
+is the step of the runtime's "webpush" worker, woken whenever sends are queued."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 from concurrent.futures import Executor
-from typing import Any
+from dataclasses import dataclass
 
 import msgspec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 
+from libs.db import Pool
 from libs.obs.logging import get_logger
 from services.notification import delivery_store as ds
-from services.notification.domain import notification_view, retry_delay
+from services.notification.delivery_store import DuePush
+from services.notification.domain import Retries, push_outcome
 
-__all__ = ["PushSender", "load_vapid"]
+__all__ = ["PushSender", "load_vapid", "push_payload"]
 
 log = get_logger("notification")
 
-# The push service answers these for a subscription that is gone for good (RFC 8030 section 7.3).
-GONE = (404, 410)
 _encoder = msgspec.json.Encoder()
 
 
-async def load_vapid(pool: Any) -> tuple[Vapid, str]:
+async def load_vapid(pool: Pool) -> tuple[Vapid, str]:
     """The VAPID key pair (made and stored at first start) and its public key in base64url."""
     async with pool.acquire() as conn:
         row = await ds.vapid_key(conn)
@@ -39,7 +39,7 @@ async def load_vapid(pool: Any) -> tuple[Vapid, str]:
             row = await ds.vapid_key(conn)  # a replica may have stored its pair first: use that one
             log.info("vapid_key_created")
     assert row is not None
-    return Vapid.from_pem(row["private_pem"].encode()), row["public_key"]
+    return Vapid.from_pem(row.private_pem.encode()), row.public_key
 
 
 def _public_key(vapid: Vapid) -> str:
@@ -47,64 +47,42 @@ def _public_key(vapid: Vapid) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _payload(row: Any) -> bytes:
-    note = notification_view(_as_dict(row))
+def push_payload(due: DuePush) -> bytes:
+    """The message a service worker shows: a title, where a click goes, and the notification."""
+    note = due.notification
     title = (
         f"{note.channel_name} is live" if note.kind == "live" else f"New {note.kind} on {note.channel_name}"
     )
     return _encoder.encode({"title": title, "url": f"/{note.channel_name}", "notification": note})
 
 
-def _as_dict(row: Any) -> dict[str, Any]:
-    data = dict(row)
-    data["id"] = data["notification_id"]
-    return data
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PushSender:
-    """Sends due Web Push messages; a 404/410 removes the subscription, other failures are retried."""
+    """Sends due Web Push messages, a batch per `step`; a 404/410 removes the subscription, other failures
+    are retried."""
 
-    def __init__(
-        self, pool: Any, vapid: Vapid, executor: Executor, *, subject: str, max_attempts: int,
-        retry_base_seconds: float, poll_seconds: float = 0.5,
-    ) -> None:  # fmt: skip
-        self.pool = pool
-        self.vapid = vapid
-        self.executor = executor
-        self.subject = subject
-        self.max_attempts = max_attempts
-        self.retry_base = retry_base_seconds
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+    pool: Pool
+    vapid: Vapid
+    executor: Executor
+    subject: str
+    retries: Retries
+    batch: int = 50
+    lease_seconds: float = 60.0
 
-    def wake(self) -> None:
-        """Sends were queued: look now."""
-        self._wake.set()
+    async def step(self) -> int:
+        """Send one batch of due messages; how many were taken (more may wait when > 0)."""
+        async with self.pool.acquire() as conn:
+            due = await ds.claim_pushes(conn, limit=self.batch, lease_seconds=self.lease_seconds)
+        await asyncio.gather(*(self._send(d) for d in due))
+        return len(due)
 
-    async def run(self) -> None:
-        """Send until cancelled."""
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    rows = await ds.claim_pushes(conn, limit=50, lease_seconds=60)
-                await asyncio.gather(*(self._send(r) for r in rows))
-                if rows:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("push_loop_failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            self._wake.clear()
-
-    def _post(self, row: Any) -> int:
+    def _post(self, due: DuePush) -> int:
         """Encrypt and POST one message (on a worker thread); returns the push service's status."""
-        info = {"endpoint": row["endpoint"], "keys": {"p256dh": row["p256dh"], "auth": row["auth"]}}
+        info = {"endpoint": due.endpoint, "keys": {"p256dh": due.p256dh, "auth": due.auth}}
         try:
             response = webpush(
                 info,
-                data=_payload(row).decode(),
+                data=push_payload(due).decode(),
                 vapid_private_key=self.vapid,
                 vapid_claims={"sub": self.subject},
                 ttl=3600,
@@ -113,24 +91,20 @@ class PushSender:
         except WebPushException as exc:
             return exc.response.status_code if exc.response is not None else 0
         except Exception as exc:  # connection refused, DNS, TLS: worth another try
-            log.info("push_send_error", endpoint=row["endpoint"][:80], error=str(exc))
+            log.info("push_send_error", endpoint=due.endpoint[:80], error=str(exc))
             return 0
         return int(response.status_code)
 
-    async def _send(self, row: Any) -> None:
-        status = await asyncio.get_running_loop().run_in_executor(self.executor, self._post, row)
+    async def _send(self, due: DuePush) -> None:
+        status = await asyncio.get_running_loop().run_in_executor(self.executor, self._post, due)
+        outcome = push_outcome(status, due.attempts, self.retries)
         async with self.pool.acquire() as conn:
-            if 200 <= status < 300:
-                await ds.finish_push(conn, delivery_id=row["id"])
-                outcome = "sent"
-            elif status in GONE:
-                await ds.drop_push_subscription(conn, subscription_id=row["subscription_id"])
-                outcome = "subscription_removed"
-            elif row["attempts"] >= self.max_attempts:
-                await ds.finish_push(conn, delivery_id=row["id"])
-                outcome = "given_up"
-            else:
-                delay = retry_delay(row["attempts"], self.retry_base)
-                await ds.retry_push(conn, delivery_id=row["id"], delay=delay)
-                outcome = "retry"
-        log.info("push_sent", subscription_id=row["subscription_id"], status=status, outcome=outcome)
+            if outcome == "subscription_removed":
+                await ds.drop_push_subscription(conn, subscription_id=due.subscription_id)
+            elif outcome == "retry":
+                error = f"push service answered {status}" if status else "push service did not answer"
+                delay = self.retries.delay(due.attempts)
+                await ds.retry(conn, "push_deliveries", delivery_id=due.id, delay=delay, error=error)
+            else:  # sent, or given up
+                await ds.finish(conn, "push_deliveries", delivery_id=due.id)
+        log.info("push_sent", subscription_id=due.subscription_id, status=status, outcome=outcome)

@@ -10,7 +10,7 @@ import pytest
 
 from libs.bus import BadRequest, Forbidden
 from services.notification import domain
-from services.notification.messages import message_id
+from services.notification.webhooks import message_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
