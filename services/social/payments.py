@@ -1,5 +1,5 @@
 """Payment-provider webhooks: the signature check (HMAC-SHA256 over `timestamp + "." + body`) and the
-event payloads we accept. No I/O; docs/payments.md describes the wire format."""
+event payloads we accept. No I/O (a refusal is logged); docs/payments.md describes the wire format."""
 
 from __future__ import annotations
 
@@ -10,19 +10,23 @@ from typing import Literal
 
 import msgspec
 
-from libs.bus import BadRequest, Unauthorized
+from libs.bus import BadRequest, Forbidden, Unauthorized
+from libs.obs.logging import get_logger
 
 __all__ = [
     "EVENT_TYPES",
     "GiftData",
     "ProviderEvent",
     "SubscriptionData",
+    "authentic_event",
     "gift_data",
     "parse_event",
     "sign",
     "subscription_data",
     "verify",
 ]
+
+log = get_logger("social")
 
 # The types we act on; any other type is acknowledged and ignored (providers send many).
 EVENT_TYPES = (
@@ -136,3 +140,20 @@ def gift_data(event: ProviderEvent) -> GiftData:
         return _gift.decode(event.data)
     except msgspec.MsgspecError as exc:
         raise BadRequest(f"{event.type} data is invalid: {exc}", code="invalid_webhook") from None
+
+
+def authentic_event(
+    header: str, body: bytes, *, secrets: list[str], now: float, tolerance: float
+) -> ProviderEvent:
+    """The provider's event once its signature checks out against one of `secrets`; Forbidden when no
+    secret is configured (webhooks off), and a refused signature is logged."""
+    if not secrets:
+        raise Forbidden(
+            "payment webhooks are turned off (CPC_PAYMENT_WEBHOOK_SECRET is not set)", code="webhooks_off"
+        )
+    try:
+        verify(header, body, secrets=secrets, now=now, tolerance=tolerance)
+    except (BadRequest, Unauthorized) as exc:
+        log.warning("payment_webhook_refused", code=exc.code, detail=exc.detail, bytes=len(body))
+        raise
+    return parse_event(body)

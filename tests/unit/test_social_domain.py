@@ -7,16 +7,20 @@ import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
-from libs.bus import BadRequest, Forbidden, Unauthorized
+from libs import paging
+from libs.bus import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from proto import social as ps
+from proto.channel import ChannelCopy
+from proto.identity import UserCopy
 from services.social import domain, payments, store
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 MONTH = timedelta(days=30)
-USER = {"id": "u1", "username": "fan"}
-CHANNEL = {"id": "c1", "name": "painter"}
+USER = UserCopy(user_id="u1", username="fan")
+CHANNEL = ChannelCopy(channel_id="c1", name="painter", owner_id="o1")
 
 
 def active(**changes: object) -> domain.SubState:
@@ -79,9 +83,9 @@ def test_tiers_are_one_to_three(tier: int) -> None:
 
 def test_cursor_round_trip_and_garbage() -> None:
     cursor = domain.Cursor(NOW, "u1")
-    assert domain.decode_cursor(domain.encode_cursor(cursor)) == cursor
+    assert paging.decode_cursor(paging.encode_cursor(cursor), domain.Cursor) == cursor
     with pytest.raises(BadRequest, match="cursor"):
-        domain.decode_cursor("not-a-cursor")
+        paging.decode_cursor("not-a-cursor", domain.Cursor)
 
 
 BODY = b'{"id":"evt_1","type":"subscription.created","data":{"username":"fan","channel":"painter"}}'
@@ -133,3 +137,57 @@ def test_audience_history_days_and_owner() -> None:
             domain.check_days(days)
     with pytest.raises(Forbidden, match="owner"):
         domain.check_owner("o", "x", channel="c", action="see its audience")
+
+
+def test_a_change_needs_an_active_subscription_and_ending_now_keeps_the_reason() -> None:
+    changed = domain.changer(
+        now=NOW, tier=None, cancel=None, end_now=True, reason="refunded", user=USER, channel=CHANNEL
+    )
+    with pytest.raises(NotFound, match='"fan" has no active subscription to "painter"'):
+        changed(None)
+    with pytest.raises(NotFound, match="no active subscription"):
+        changed(domain.end(active(), now=NOW, reason="expired"))
+    ended = changed(active())
+    assert ended is not None
+    assert (ended.active, ended.end_reason, ended.ended_at) == (False, "refunded", NOW)
+
+
+def test_an_operator_change_must_change_something_valid() -> None:
+    with pytest.raises(BadRequest, match="nothing to change"):
+        domain.check_change(ps.ChangeRequest(channel="painter", username="fan"))
+    with pytest.raises(BadRequest, match='reason "lost"'):
+        domain.check_change(ps.ChangeRequest(channel="painter", username="fan", end_now=True, reason="lost"))
+    domain.check_change(ps.ChangeRequest(channel="painter", username="fan", tier=3))
+
+
+def test_a_gift_goes_to_one_named_user_or_some_followers_never_the_gifter_or_owner() -> None:
+    with pytest.raises(BadRequest, match="not both"):
+        domain.check_gift(to="fan", count=2)
+    with pytest.raises(BadRequest, match="not both"):
+        domain.check_gift(to="", count=0)
+    with pytest.raises(BadRequest, match="gift_count 101"):
+        domain.check_gift(to="", count=101)
+    with pytest.raises(BadRequest, match="yourself"):
+        domain.check_recipient(USER, gifter_id="u1", channel=CHANNEL)
+    owner = UserCopy(user_id="o1", username="painter_owner")
+    with pytest.raises(BadRequest, match='"painter_owner" owns channel "painter"'):
+        domain.check_recipient(owner, gifter_id="u1", channel=CHANNEL)
+    with pytest.raises(Conflict, match="only 1 followers"):
+        domain.check_enough_recipients(1, count=2, channel=CHANNEL)
+
+
+def test_a_stored_row_reads_as_its_state_holder_channel_and_gifter() -> None:
+    """store turns a SUBSCRIPTION_SELECT row into one Held (the row's columns under their names)."""
+    state = active()
+    row = {
+        **msgspec.structs.asdict(state),
+        "user_id": "u1",
+        "channel_id": "c1",
+        "username": "fan",
+        "name": "painter",
+        "owner_id": "o1",
+        "gifter": "santa",
+    }
+    held = store._held(row)
+    assert (held.state, held.user, held.channel, held.gifter) == (state, USER, CHANNEL, "santa")
+    assert domain.subscription_view(held).gifted_by_username == "santa"
