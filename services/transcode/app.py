@@ -1,37 +1,39 @@
-"""Wires the transcode service: config, schema, streams, the media bucket, admission, endpoints, consumers."""
+"""Wires the transcode service: config, schema, streams, the media bucket, copies, endpoints, consumers and
+the retention worker."""
 
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.object_store import ObjectStore
 
-from libs.bus import ConsumerSpec
+from libs.bus import ConsumerSpec, routes_of
 from libs.obs.logging import get_logger
 from libs.runtime import Runtime
 from proto import channel as pc
 from proto import ingest
 from proto import transcode as pt
 from services.transcode import domain, store
-from services.transcode.admission import admit_forever
-from services.transcode.handlers import TranscodeHandlers
+from services.transcode.config import TranscodeConfig
+from services.transcode.events import SessionEvents
+from services.transcode.handlers import Handlers
 from services.transcode.metrics import ENCODER
 from services.transcode.pipeline import choose_encoder
-from services.transcode.session import SessionRunner
-from services.transcode.settings import TranscodeConfig
+from services.transcode.recordings import expire_recordings
 
-__all__ = ["TranscodeConfig", "ensure_bucket", "run"]
+__all__ = ["TranscodeConfig", "ensure_bucket", "run", "work_consumer"]
 
 log = get_logger("transcode")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def ensure_bucket(js: JetStreamContext, *, replicas: int) -> Any:
+async def ensure_bucket(js: JetStreamContext, *, replicas: int) -> ObjectStore:
     """The object store bucket for segments and manifests, created when missing."""
     try:
         return await js.object_store(pt.BUCKET)
@@ -46,6 +48,18 @@ async def ensure_bucket(js: JetStreamContext, *, replicas: int) -> Any:
         return await js.object_store(pt.BUCKET)
 
 
+def work_consumer(config: TranscodeConfig) -> ConsumerSpec:
+    """Admission: the replicas share this consumer of new sessions and each pulls one only while it has a
+    free slot (`transcode_capacity`), keeping it in progress while it transcodes; a replica that dies stops
+    the heartbeats and JetStream hands its session to another after `takeover_seconds`. Every takeover is
+    a delivery, so deliveries are not limited."""
+    return ConsumerSpec(
+        stream=ingest.STREAM.name, durable="transcode-work", events=(ingest.SessionStarted,),
+        deliver_all=False, concurrency=config.transcode_capacity, batch=1, in_progress=True,
+        ack_wait_seconds=config.takeover_seconds, max_deliver=-1,
+    )  # fmt: skip
+
+
 async def run(config: TranscodeConfig) -> None:
     """Run the transcode service until a stop signal."""
     domain.parse_ladder(config.transcode_ladder)  # a bad ladder stops the process at start, naming the entry
@@ -55,43 +69,30 @@ async def run(config: TranscodeConfig) -> None:
     streams = [pt.STREAM, pt.CHUNK_STREAM, ingest.STREAM, pc.STREAM]
     async with Runtime("transcode", config, schema="transcode", migrations=MIGRATIONS, streams=streams) as rt:
         bucket = await ensure_bucket(rt.jetstream, replicas=config.jetstream_replicas)
-        handlers = TranscodeHandlers(rt.pool, bucket, config)
-        await rt.serve(handlers.routes())
-
-        async def transcode(event: ingest.SessionStarted) -> None:
-            async with rt.pool.acquire() as conn:
-                await store.upsert_session(
-                    conn, session_id=event.session_id, channel_id=event.channel_id,
-                    channel_name=event.channel_name, started_at=event.started_at,
-                )  # fmt: skip
-            runner = SessionRunner(
-                nc=rt.bus, bucket=bucket, pool=rt.pool, config=config, event=event,
-                process_id=process_id, encoder=encoder,
-            )  # fmt: skip
-            await runner.run()
-
-        rt.spawn(
-            admit_forever(
-                rt.jetstream,
-                capacity=config.transcode_capacity,
-                ack_wait=config.takeover_seconds,
-                run=transcode,
-            ),
-            name="transcode-admission",
+        channels = await rt.keep_copy(pc.CHANNEL)
+        sessions = await rt.keep_copy(ingest.LIVE_SESSION)
+        async with rt.pool.acquire() as conn:
+            await store.index_copies(conn)
+        handlers = Handlers(
+            pool=rt.pool, bucket=bucket, takeover_seconds=config.takeover_seconds, channels=channels
         )
+        await rt.serve(routes_of(handlers))
+        events = SessionEvents(
+            nc=rt.bus, bucket=bucket, pool=rt.pool, config=config, sessions=sessions,
+            process_id=process_id, encoder=encoder,
+        )  # fmt: skip
+        rt.consume(work_consumer(config), events.transcode)
         rt.consume(
             ConsumerSpec(
-                stream=ingest.STREAM.name,
-                durable="transcode-sessions",
-                events=(ingest.SessionStarted, ingest.SessionEnded),
+                stream=ingest.STREAM.name, durable="transcode-session-ends", events=(ingest.SessionEnded,)
             ),
-            handlers.on_session,
+            events.session_ended,
         )
-        rt.consume(
-            ConsumerSpec(stream=pc.STREAM.name, durable="transcode-channels", events=(pc.ChannelCreated,)),
-            handlers.on_channel,
+        rt.worker(
+            "transcode-retention",
+            partial(expire_recordings, rt.pool, bucket, retention_days=config.recording_retention_days),
+            every=config.retention_sweep_seconds,
         )
-        rt.spawn(handlers.sweep_forever(), name="transcode-retention")
         log.info(
             "transcode_ready", process_id=process_id, encoder=encoder, capacity=config.transcode_capacity
         )

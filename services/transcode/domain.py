@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from xml.sax.saxutils import quoteattr
 
 import msgspec
@@ -16,7 +16,9 @@ __all__ = [
     "cap_ladder",
     "live_manifest",
     "parse_ladder",
+    "retention_cutoff",
     "segment_index",
+    "transcoder_alive",
     "vod_manifest",
 ]
 
@@ -77,6 +79,17 @@ def cap_ladder(ladder: list[Rung], width: int, height: int) -> list[Rung]:
         return kept
     smallest = ladder[-1]
     return [Rung(width=width - width % 2, height=height - height % 2, kbps=smallest.kbps)]
+
+
+def transcoder_alive(heartbeat_at: datetime | None, *, now: datetime, takeover_seconds: float) -> bool:
+    """Whether a replica still transcodes a session: it checked in within two takeover periods (a replica
+    that stopped answering has lost the session to another by then)."""
+    return heartbeat_at is not None and heartbeat_at > now - timedelta(seconds=takeover_seconds * 2)
+
+
+def retention_cutoff(now: datetime, *, retention_days: float) -> datetime:
+    """Recordings that ended before this are deleted."""
+    return now - timedelta(days=retention_days)
 
 
 def segment_index(t_ms: int, segment_ms: int) -> int:

@@ -9,13 +9,18 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.client import Client
+from nats.js.object_store import ObjectStore
+
+from libs.bus.publish import publish_media_piece
+from libs.db import Pool
 from libs.obs.logging import get_logger
 from proto import transcode as pt
 from services.transcode import domain, store
+from services.transcode.config import TranscodeConfig
 from services.transcode.metrics import REALTIME_FACTOR, SEGMENTS
 from services.transcode.pipeline import RungEncoder
 from services.transcode.segmenter import Chunk
-from services.transcode.settings import TranscodeConfig
 from services.transcode.webm import Muxed, mux_audio, mux_video
 
 __all__ = ["SegmentOutput"]
@@ -30,8 +35,8 @@ class SegmentOutput:
     """Muxes, publishes and stores the chunks of one session, in the order they come."""
 
     def __init__(
-        self, *, nc: Any, bucket: Any, pool: Any, config: TranscodeConfig, channel: str, session_id: str,
-        epoch_us: int, segments: list[domain.SegmentInfo], with_audio: bool | None,
+        self, *, nc: Client, bucket: ObjectStore, pool: Pool, config: TranscodeConfig, channel: str,
+        session_id: str, epoch_us: int, segments: list[domain.SegmentInfo], with_audio: bool | None,
     ) -> None:  # fmt: skip
         self.js = nc.jetstream()
         self.bucket, self.pool, self.config = bucket, pool, config
@@ -69,14 +74,13 @@ class SegmentOutput:
             await self._publish_manifests(coming=chunk, plain=False)
 
     async def _publish(self, track: str, chunk: Chunk, data: bytes) -> None:
-        # Media, not events: published straight (per-session subjects must not become metric labels).
         subject = pt.chunk_subject(self.sid, track, chunk.number)
         pieces = [data[i : i + PIECE_BYTES] for i in range(0, len(data), PIECE_BYTES)] or [b""]
         for k, piece in enumerate(pieces):
-            headers = {"Nats-Msg-Id": f"{self.sid}.{track}.{chunk.number}.{chunk.index}.{k}"}
-            if chunk.final and k == len(pieces) - 1:
-                headers[pt.FINAL_CHUNK_HEADER] = "1"
-            await self.js.publish(subject, piece, headers=headers)
+            msg_id = f"{self.sid}.{track}.{chunk.number}.{chunk.index}.{k}"
+            final = chunk.final and k == len(pieces) - 1
+            headers = {pt.FINAL_CHUNK_HEADER: "1"} if final else None
+            await publish_media_piece(self.js, subject, piece, msg_id=msg_id, headers=headers)
 
     async def _store(self, chunk: Chunk) -> None:
         size = 0

@@ -4,23 +4,26 @@ threads, cut into aligned segments that go out chunk by chunk (`output.SegmentOu
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.object_store import ObjectStore
 
 from libs.bus import decode
-from libs.media.frames import MediaFrame, unpack_frame
+from libs.db import Pool
+from libs.media.frames import MediaFrame, request_keyframe, unpack_frame
 from libs.obs.logging import get_logger
 from proto import ingest
 from services.transcode import domain, store
+from services.transcode.config import TranscodeConfig
 from services.transcode.metrics import LIVE_STREAMS
 from services.transcode.output import SegmentOutput
 from services.transcode.pipeline import Decoder, Ladder, Packet, RungEncoder
 from services.transcode.recordings import finalize_recording
 from services.transcode.segmenter import Chunk, Segmenter
-from services.transcode.settings import TranscodeConfig
 
 __all__ = ["SessionRunner"]
 
@@ -34,7 +37,8 @@ class SessionRunner:
     """The life of one session on this replica; `run()` returns when the session ended or was lost."""
 
     def __init__(
-        self, *, nc: Any, bucket: Any, pool: Any, config: TranscodeConfig, event: ingest.SessionStarted,
+        self, *, nc: Client, bucket: ObjectStore, pool: Pool, config: TranscodeConfig,
+        event: ingest.SessionStarted,
         process_id: str, encoder: str,
     ) -> None:  # fmt: skip
         self.nc, self.bucket, self.pool, self.config = nc, bucket, pool, config
@@ -61,22 +65,8 @@ class SessionRunner:
 
     async def run(self) -> None:
         """Transcode until the session ends (then make its recording) or another replica takes it."""
-        async with self.pool.acquire() as conn:
-            row = await store.claim_session(
-                conn, session_id=self.sid, process_id=self.process_id, epoch_us=time.time_ns() // 1000,
-                encoder=self.encoder,
-            )  # fmt: skip
-            segs = await store.list_segments(conn, session_id=self.sid)
-        if row is None:
+        if not await self._claim():
             return
-        self.epoch_us = row["epoch_us"]
-        self.first_number = segs[-1]["number"] + 1 if segs else 1
-        self.output = SegmentOutput(
-            nc=self.nc, bucket=self.bucket, pool=self.pool, config=self.config, channel=self.channel,
-            session_id=self.sid, epoch_us=self.epoch_us,
-            segments=[domain.SegmentInfo(**dict(s)) for s in segs],
-            with_audio=bool(row["has_audio"]) if segs else None,
-        )  # fmt: skip
         subs = [
             await self.nc.subscribe(ingest.media_subject(self.sid, "video"), cb=self._on_media),
             await self.nc.subscribe(ingest.media_subject(self.sid, "audio"), cb=self._on_media),
@@ -107,7 +97,26 @@ class SessionRunner:
             pictures_skipped=self.skipped,
         )
 
-    async def _on_media(self, msg: Any) -> None:
+    async def _claim(self) -> bool:
+        """Take the session, going on with the timeline and segment numbers of the replica before us."""
+        async with self.pool.acquire() as conn:
+            row = await store.claim_session(
+                conn, session_id=self.sid, process_id=self.process_id, epoch_us=time.time_ns() // 1000,
+                encoder=self.encoder,
+            )  # fmt: skip
+            segs = await store.list_segments(conn, session_id=self.sid)
+        if row is None or row.epoch_us is None:
+            return False
+        self.epoch_us = row.epoch_us
+        self.first_number = segs[-1].number + 1 if segs else 1
+        self.output = SegmentOutput(
+            nc=self.nc, bucket=self.bucket, pool=self.pool, config=self.config, channel=self.channel,
+            session_id=self.sid, epoch_us=self.epoch_us, segments=segs,
+            with_audio=row.has_audio if segs else None,
+        )  # fmt: skip
+        return True
+
+    async def _on_media(self, msg: Msg) -> None:
         try:
             frame = unpack_frame(msg.data)
         except ValueError as exc:
@@ -119,7 +128,11 @@ class SessionRunner:
             return
         self.queue.put_nowait((kind, frame))
 
-    async def _on_ended(self, msg: Any) -> None:
+    async def _on_ended(self, msg: Msg) -> None:
+        """The live end signal: ingest's `stream.session.ended` as a core NATS message, so the pipeline
+        stops and flushes the moment the session ends. The durable consumers are for keeping state (the
+        copy, the recording) and may lag behind; the check-in also reads the end from the copy, should
+        this message be missed."""
         try:
             event = decode(msg.data, ingest.SessionEnded)
         except msgspec.DecodeError:
@@ -143,7 +156,7 @@ class SessionRunner:
                 if not await self._check_in():
                     return False
                 if self.decoder is None or self.segmenter is None:
-                    await self.nc.publish(ingest.keyframe_subject(self.sid), b"")
+                    await request_keyframe(self.nc, self.sid)
             try:
                 kind, frame = await asyncio.wait_for(self.queue.get(), timeout=CHECK_SECONDS)
             except TimeoutError:
@@ -158,7 +171,7 @@ class SessionRunner:
         return True
 
     async def _check_in(self) -> bool:
-        rungs = json.dumps([msgspec.to_builtins(r.rung) for r in self.rungs])
+        rungs = [r.rung for r in self.rungs]
         async with self.pool.acquire() as conn:
             owned = await store.heartbeat(
                 conn,
@@ -168,7 +181,7 @@ class SessionRunner:
                 has_audio=bool(self.output and self.output.with_audio),
             )
             row = await store.fetch_session(conn, session_id=self.sid)
-        if row is not None and row["ended_at"] is not None:
+        if row is not None and row.ended_at is not None:
             self.ended.set()
         return owned
 

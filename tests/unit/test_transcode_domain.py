@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -186,3 +186,15 @@ def test_opus_head_is_rfc7845() -> None:
     assert OPUS_HEAD[:8] == b"OpusHead"
     assert len(OPUS_HEAD) == 19
     assert OPUS_HEAD[9] == 2
+
+
+def test_a_transcoder_is_alive_for_two_takeover_periods_after_its_last_check_in() -> None:
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert domain.transcoder_alive(now - timedelta(seconds=11), now=now, takeover_seconds=6.0)
+    assert not domain.transcoder_alive(now - timedelta(seconds=12), now=now, takeover_seconds=6.0)
+    assert not domain.transcoder_alive(None, now=now, takeover_seconds=6.0)
+
+
+def test_recordings_expire_after_the_retention_days() -> None:
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert domain.retention_cutoff(now, retention_days=30) == datetime(2026, 11, 4, 12, 0, tzinfo=UTC)

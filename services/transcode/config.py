@@ -1,4 +1,4 @@
-"""Settings of the transcode service (CPC_*), read once at start."""
+"""The transcode service's config (CPC_*), read from the environment once at start into a frozen Struct."""
 
 from __future__ import annotations
 
