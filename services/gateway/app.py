@@ -20,8 +20,10 @@ from libs.obs.logging import get_logger
 from services.gateway.auth import TokenVerifier
 from services.gateway.backend import Backend
 from services.gateway.config import GatewayConfig
+from services.gateway.dependencies import DEPENDENCIES
 from services.gateway.problems import EXCEPTION_HANDLERS
 from services.gateway.routes import ROUTES
+from services.gateway.routes.schema import asyncapi_document
 
 __all__ = ["create_app"]
 
@@ -84,6 +86,7 @@ def create_app(config: GatewayConfig) -> Litestar:
     origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
     return Litestar(
         route_handlers=ROUTES,
+        dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware],
@@ -115,4 +118,4 @@ def create_app(config: GatewayConfig) -> Litestar:
 def _initial_state(config: GatewayConfig) -> Any:
     from litestar.datastructures import State
 
-    return State({"config": config})
+    return State({"config": config, "asyncapi": asyncapi_document()})

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from libs.bus import BadRequest, NotFound, connect, request
 from libs.devstack.stack import Stack
-from proto.identity import FIND_USER, WHOAMI, FindUserRequest, WhoamiRequest
+from proto.identity import WHOAMI, WhoamiRequest
 from tests.conftest import Member, assert_problem, unique_name
 from tests.integration.test_auth import from_addr, login
 
@@ -261,20 +261,5 @@ async def test_whoami_of_an_unknown_or_malformed_id(nats_url: str, stack: Stack)
             await request(nc, WHOAMI, WhoamiRequest(user_id=missing))
         with pytest.raises(BadRequest, match='user id "nope" is not a UUID'):
             await request(nc, WHOAMI, WhoamiRequest(user_id="nope"))
-    finally:
-        await nc.drain()
-
-
-async def test_find_user_answers_other_services_in_any_case(
-    stack: Stack, make_member: Callable[..., Member]
-) -> None:
-    """identity.find_user: what a service asks when its copy of users has not caught up yet."""
-    member = make_member()
-    nc = await connect(stack.nats_url, name="test-find-user")
-    try:
-        found = await request(nc, FIND_USER, FindUserRequest(username=member.username.upper()))
-        assert (found.id, found.username) == (member.id, member.username)
-        with pytest.raises(NotFound, match="no user named"):
-            await request(nc, FIND_USER, FindUserRequest(username="nobody_" + member.username))
     finally:
         await nc.drain()

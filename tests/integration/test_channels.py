@@ -8,17 +8,35 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
 
-from libs.bus import Unauthorized, connect, decode, publish, request
+from libs.bus import NotFound, Unauthorized, connect, decode, publish, request, utcnow
 from libs.devstack.stack import Stack
-from proto.channel import CHECK_KEY, CheckKey, ImageUpdated, KeyOwner, KeyRotated, RoleGranted
+from libs.replica import Replica
+from proto import identity, ingest
+from proto.base import Lookup
+from proto.channel import (
+    CHECK_KEY,
+    LOOKUP_CHANNEL,
+    ChannelCopy,
+    CheckKey,
+    ImageUpdated,
+    KeyOwner,
+    KeyRotated,
+    RoleGranted,
+)
+from proto.identity import LOOKUP_USER, UserCopy
 from proto.ingest import SessionEnded, SessionStarted
+from services.channel import store as channel_store
+from services.channel.app import MIGRATIONS
+from services.channel.events import follow_live_state
 from tests.conftest import Member, assert_problem, unique_name
+from tests.integration.upgrades import upgraded
 from tests.unit.test_channel_domain import image_bytes, png_bomb
 
 MakeMember = Callable[..., Member]
@@ -498,6 +516,33 @@ async def test_session_events_make_a_channel_live_and_offline(
         await nc.drain()
 
 
+async def test_a_start_arriving_after_its_end_leaves_the_channel_offline(
+    api: httpx.Client, nats_url: str, channel: dict[str, Any]
+) -> None:
+    """The live state follows the copy of live sessions, where an end (version 2) outranks its start."""
+    name, cid = channel["name"], channel["id"]
+    nc = await connect(nats_url, name="test")
+    js = nc.jetstream()
+    start = SessionStarted(
+        session_id="late-" + cid, channel_id=cid, channel_name=name, started_at=datetime.now(UTC)
+    )
+    marker = SessionStarted(
+        session_id="marker-" + cid, channel_id=cid, channel_name=name, started_at=datetime.now(UTC)
+    )
+    try:
+        await publish(js, end_of(start))
+        await publish(js, start)  # late: the copy keeps the end, so nothing changes
+        await publish(js, marker)  # the events are taken in order: once this one shows, both were seen
+        await wait_live(api, name, True)
+        assert api.get(f"/api/v1/channels/{name}").json()["live"] is True
+        await publish(js, end_of(marker))
+        await wait_live(api, name, False)
+        await asyncio.sleep(0.3)
+        assert api.get(f"/api/v1/channels/{name}").json()["live"] is False
+    finally:
+        await nc.drain()
+
+
 def end_of(start: SessionStarted) -> SessionEnded:
     return SessionEnded(
         session_id=start.session_id,
@@ -513,3 +558,96 @@ async def wait_live(api: httpx.Client, name: str, live: bool) -> None:
     while api.get(f"/api/v1/channels/{name}").json()["live"] is not live:
         assert time.monotonic() < deadline, f"{name} never became live={live}"
         await asyncio.sleep(0.05)
+
+
+# --- lookups others' copies ask on a miss -------------------------------------------------------------
+
+
+async def test_lookup_channel_and_user_answer_by_either_field_and_name_a_missing_value(
+    api: httpx.Client, nats_url: str, owner: Member, channel: dict[str, Any]
+) -> None:
+    copy = ChannelCopy(channel_id=channel["id"], name=channel["name"], owner_id=owner.id, version=1)
+    user = UserCopy(user_id=owner.id, username=owner.username, version=1)
+    nc = await connect(nats_url, name="test")
+    try:
+        for by, value in [
+            ("channel_id", channel["id"]),
+            ("name", channel["name"].upper()),
+            ("Name", copy.name),
+        ]:
+            assert await request(nc, LOOKUP_CHANNEL, Lookup(by=by, value=value)) == copy
+        for by, value in [("user_id", owner.id), ("username", owner.username.upper())]:
+            assert await request(nc, LOOKUP_USER, Lookup(by=by, value=value)) == user
+        missing = [
+            (LOOKUP_CHANNEL, "channel_id", "no-such-channel", "channel_not_found"),
+            (LOOKUP_CHANNEL, "name", "nosuchchannel", "channel_not_found"),
+            (LOOKUP_USER, "user_id", "00000000-0000-0000-0000-000000000000", "user_not_found"),
+            (LOOKUP_USER, "user_id", "not-a-uuid", "user_not_found"),
+            (LOOKUP_USER, "username", "nosuchuser", "user_not_found"),
+        ]
+        for rpc, by, value, code in missing:
+            with pytest.raises(NotFound) as caught:
+                await request(nc, rpc, Lookup(by=by, value=value))  # type: ignore[arg-type]
+            assert caught.value.code == code
+            assert value in caught.value.detail
+            assert by in caught.value.detail
+
+        # An edit moves the version, and the lookup says so.
+        r = api.patch(f"/api/v1/channels/{channel['name']}", json={"title": "New"}, headers=owner.headers)
+        assert r.status_code == 200, r.text
+        after = await request(nc, LOOKUP_CHANNEL, Lookup(by="channel_id", value=channel["id"]))
+        assert after.version == 2
+    finally:
+        await nc.drain()
+
+
+# --- the move to copies -------------------------------------------------------------------------------
+
+_OLD_ROWS = """
+INSERT INTO users (id, username) VALUES ('o1', 'painter'), ('m1', 'helper');
+INSERT INTO channels (id, owner_id, name, title, category, live_session_id, live_since)
+VALUES ('c1', 'o1', 'painter', 'Birds', 'Art', 's1', now());
+INSERT INTO live_sessions (session_id, channel_id, started_at) VALUES ('s1', 'c1', now());
+INSERT INTO channel_roles (channel_id, user_id, role) VALUES ('c1', 'm1', 'moderator');
+"""
+
+
+async def test_a_database_from_before_the_copies_keeps_its_channels_and_follows_the_copies(
+    database_url: str, tmp_path: Path
+) -> None:
+    """004_copies drops users and live_sessions; channels, roles and the live state stay, names come from
+    the users copy once it has them, and a session's end in the copy takes the channel offline."""
+    async with upgraded(database_url, MIGRATIONS, tmp_path, upto=3, old_rows=_OLD_ROWS) as up:
+        conn, tables = up.conn, up.tables
+        assert up.applied == [4]
+        assert {"users", "live_sessions"}.isdisjoint(tables)
+        users, sessions = Replica(identity.USER), Replica(ingest.LIVE_SESSION)
+        await users.install(conn)
+        await sessions.install(conn)
+
+        before = await channel_store.fetch_channel(conn, name="painter")
+        assert before is not None
+        assert (before.version, before.live_session_id, before.owner_username) == (1, "s1", "")
+        await users.apply(conn, identity.UserRegistered(user_id="o1", username="painter"))
+        await users.apply(conn, identity.UserRegistered(user_id="m1", username="helper"))
+        after = await channel_store.fetch_channel(conn, name="painter")
+        assert after is not None
+        assert after.owner_username == "painter"
+        roles = await channel_store.list_roles(conn, channel_id="c1", role="moderator")
+        assert [(r.user_id, r.username) for r in roles] == [("m1", "helper")]
+
+        started = utcnow()
+        ended = SessionEnded(
+            session_id="s1",
+            channel_id="c1",
+            channel_name="painter",
+            started_at=started,
+            ended_at=utcnow(),
+        )
+        async with conn.transaction():
+            session = await sessions.apply(conn, ended)
+            assert session is not None
+            await follow_live_state(conn, session, ended)
+        offline = await channel_store.fetch_channel(conn, name="painter")
+        assert offline is not None
+        assert offline.live_session_id is None

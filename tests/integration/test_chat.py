@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from libs.bus import connect, publish, utcnow
+from libs.bus import NotFound, connect, publish, utcnow
 from libs.devstack.stack import Stack
-from proto import social
+from libs.replica import Replica
+from proto import channel, identity, social
+from proto import chat as pc
+from services.chat.app import MIGRATIONS
+from services.chat.moderation import Moderation
 from tests.conftest import Member, assert_problem, unique_name
 from tests.integration.chat_client import ChatClient, text_of
+from tests.integration.upgrades import upgraded
 
 
 @pytest.fixture
@@ -328,13 +334,15 @@ async def test_room_of_a_channel_whose_event_is_late_opens_from_the_channel_serv
     stack: Stack, room, make_member, database_url: str
 ) -> None:  # type: ignore[no-untyped-def]
     owner, name = room
-    # The service's rooms come from channel events; emptying its copy stands in for the event arriving
+    # The service's rooms come from its copy of channels; emptying the copy stands in for the event arriving
     # late. Joining and chatting still work: the room is asked of the channel service.
     conn = await asyncpg.connect(database_url)
     try:
-        room_id = await _until(lambda: conn.fetchval("SELECT room_id FROM chat.rooms WHERE name = $1", name))
+        room_id = await _until(
+            lambda: conn.fetchval("SELECT channel_id FROM chat.copied_channels WHERE name = $1", name)
+        )
         assert room_id
-        await conn.execute("DELETE FROM chat.rooms WHERE room_id = $1", room_id)
+        await conn.execute("DELETE FROM chat.copied_channels WHERE channel_id = $1", room_id)
         chatter = make_member()
         sender = await _open(stack, name.upper(), chatter)
         assert sender.welcome["type"] == "welcome", sender.welcome
@@ -343,16 +351,18 @@ async def test_room_of_a_channel_whose_event_is_late_opens_from_the_channel_serv
         ack = await sender.say("first!")
         assert ack["type"] == "ack", ack
         assert text_of(await boss.message(ack["id"])) == "first!"
-        relearned = await conn.fetchrow("SELECT room_id, owner_id FROM chat.rooms WHERE name = $1", name)
-        assert dict(relearned) == {"room_id": room_id, "owner_id": owner.id}
+        relearned = await conn.fetchrow(
+            "SELECT channel_id, owner_id FROM chat.copied_channels WHERE name = $1", name
+        )
+        assert dict(relearned) == {"channel_id": room_id, "owner_id": owner.id}
         # Likewise a user registered a moment ago can be timed out before the chat has their event.
         newcomer = make_member()
-        await _until(lambda: conn.fetchval("SELECT 1 FROM chat.users WHERE id = $1", newcomer.id))
-        await conn.execute("DELETE FROM chat.users WHERE id = $1", newcomer.id)
+        await _until(lambda: conn.fetchval("SELECT 1 FROM chat.copied_users WHERE user_id = $1", newcomer.id))
+        await conn.execute("DELETE FROM chat.copied_users WHERE user_id = $1", newcomer.id)
         timed_out = await boss.say(f"/timeout {newcomer.username} 60")
         assert timed_out["type"] == "ack", timed_out
         assert (
-            await conn.fetchval("SELECT username FROM chat.users WHERE id = $1", newcomer.id)
+            await conn.fetchval("SELECT username FROM chat.copied_users WHERE user_id = $1", newcomer.id)
             == newcomer.username
         )
         for c in (sender, boss):
@@ -400,3 +410,40 @@ async def test_vip_and_roles_go_through_the_channel_service(
     assert "no_such_user_anywhere" in nobody["detail"]
     for c in (boss, fan_socket):
         await c.close()
+
+
+# --- the move to copies -------------------------------------------------------------------------------
+
+_OLD_ROWS = """
+INSERT INTO users (id, username) VALUES ('o1', 'painter');
+INSERT INTO rooms (room_id, name, owner_id, slow_seconds, emote_only)
+VALUES ('c1', 'painter', 'o1', 30, true), ('c2', 'quiet', 'o1', 0, false);
+"""
+
+
+async def test_a_database_from_before_the_copies_keeps_its_room_modes(
+    database_url: str, tmp_path: Path
+) -> None:
+    """002_copies drops users and rooms; a room's modes stay (in room_modes), and the room itself is read
+    from the channels copy once it has the channel."""
+    async with upgraded(database_url, MIGRATIONS, tmp_path, upto=1, old_rows=_OLD_ROWS) as up:
+        pool, conn, tables = up.pool, up.conn, up.tables
+        assert up.applied == [2]
+        assert {"users", "rooms"}.isdisjoint(tables)
+        users, channels = Replica(identity.USER), Replica(channel.CHANNEL)
+        await users.install(conn)
+        await channels.install(conn)
+        # No NATS: a room missing from the copy is simply not found.
+        moderation = Moderation(pool=pool, nc=None, js=None, users=users, channels=channels)  # type: ignore[arg-type]
+        with pytest.raises(NotFound):
+            await moderation.room(conn, "painter")
+        for channel_id, name in (("c1", "painter"), ("c2", "quiet")):
+            created = channel.ChannelCreated(
+                channel_id=channel_id, name=name, owner_id="o1", title="", category="Art", tags=[],
+                language="en", created_at=utcnow(),
+            )  # fmt: skip
+            await channels.apply(conn, created)
+        painter = await moderation.room(conn, "PAINTER")
+        assert (painter.room_id, painter.name, painter.owner_id) == ("c1", "painter", "o1")
+        assert painter.modes == pc.Modes(slow_seconds=30, emote_only=True)
+        assert (await moderation.room(conn, "quiet")).modes == pc.Modes()

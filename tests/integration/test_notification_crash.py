@@ -121,7 +121,7 @@ async def test_failing_callback_is_retried_with_backoff_then_dead_lettered(isola
     ch = _channel(owner)
     await publish_events(isolated.nats_url, ch)
     db = isolated.database_url
-    await _wait_count(db, "SELECT count(*) FROM notification.channels", 1)
+    await _wait_count(db, "SELECT count(*) FROM notification.copied_channels", 1)
     nc = await connect(isolated.nats_url, name="test-client")
     try:
         hook = await request(

@@ -322,10 +322,12 @@ async def test_channel_created_a_moment_ago_is_learned_from_the_channel_service(
     conn = await asyncpg.connect(database_url)
     try:
         for _ in range(100):
-            if await conn.fetchval("SELECT count(*) FROM notification.channels WHERE id = $1", channel["id"]):
+            if await conn.fetchval(
+                "SELECT count(*) FROM notification.copied_channels WHERE channel_id = $1", channel["id"]
+            ):
                 break
             await asyncio.sleep(0.1)
-        await conn.execute("DELETE FROM notification.channels WHERE id = $1", channel["id"])
+        await conn.execute("DELETE FROM notification.copied_channels WHERE channel_id = $1", channel["id"])
         base = f"/api/v1/channels/{channel['name'].upper()}/webhooks"
         body = {
             "type": "stream.online",
@@ -336,11 +338,11 @@ async def test_channel_created_a_moment_ago_is_learned_from_the_channel_service(
         assert r.status_code == 202, r.text
         assert r.json()["channel_name"] == channel["name"]
         learned = await conn.fetchrow(
-            "SELECT name, owner_id FROM notification.channels WHERE id = $1", channel["id"]
+            "SELECT name, owner_id FROM notification.copied_channels WHERE channel_id = $1", channel["id"]
         )
         assert dict(learned) == {"name": channel["name"], "owner_id": owner.id}
         # Preferences naming a channel the copy lacks learn it too; a channel that does not exist is refused.
-        await conn.execute("DELETE FROM notification.channels WHERE id = $1", channel["id"])
+        await conn.execute("DELETE FROM notification.copied_channels WHERE channel_id = $1", channel["id"])
         prefs = {"muted_channels": [channel["name"]]}
         r = api.put("/api/v1/me/notification-preferences", json=prefs, headers=owner.headers)
         assert r.status_code == 200, r.text

@@ -12,10 +12,11 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from nats.js.api import DeliverPolicy
 
-from libs.bus import connect, decode
+from libs.bus import NotFound, connect, decode, request
 from libs.devstack.stack import Stack
 from libs.media.testpattern import PatternTrack
 from proto import ingest as pi
+from proto.base import Lookup
 from tests.conftest import assert_problem
 from tests.integration.test_webrtc import broadcast, live_channel, publish, wait_live, watch
 
@@ -188,5 +189,54 @@ async def test_session_started_reports_the_broadcast_resolution(
             await asyncio.sleep(0.3)
         assert len(events) == 1, events
         assert (events[0].video_codec, events[0].width, events[0].height) == (codec.lower(), 320, 240)
+        live = await lookup_session(stack, events[0].session_id)
+        assert (live.version, live.ended_at, live.width, live.height) == (1, None, 320, 240)
         assert (await client.delete(location)).status_code == 200
         await pc.close()
+        ended = await lookup_session(stack, events[0].session_id)
+        assert ended.version == 2
+        assert ended.ended_at is not None
+        assert (ended.channel_name, ended.video_codec) == (name, codec.lower())
+
+
+async def lookup_session(stack: Stack, session_id: str) -> pi.LiveSession:
+    """What ingest answers a service whose copy lacks the session."""
+    nc = await connect(stack.nats_url, name="test-lookup")
+    try:
+        return await request(nc, pi.LOOKUP_SESSION, Lookup(by="Session_ID", value=session_id))
+    finally:
+        await nc.drain()
+
+
+async def test_lookup_of_an_unknown_session_names_it(stack: Stack) -> None:
+    """ingest.lookup_session of a session ingest never had is NotFound, naming the session."""
+    nc = await connect(stack.nats_url, name="test-lookup")
+    try:
+        with pytest.raises(NotFound, match="nosuchsession") as err:
+            await request(nc, pi.LOOKUP_SESSION, Lookup(by="session_id", value="nosuchsession"))
+        assert err.value.code == "session_not_found"
+    finally:
+        await nc.drain()
+
+
+async def test_viewers_of_an_ended_broadcast_leave_without_a_delete(
+    stack: Stack, api: httpx.Client, make_member
+) -> None:  # type: ignore[no-untyped-def]
+    """When the broadcaster ends the session, the edge lets its viewers go: none counts any more and the
+    viewer's WHEP address is gone, without the viewer sending DELETE."""
+    name, key = live_channel(api, make_member)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as client:
+        source, _pattern, whip_location = await broadcast(client, name, key)
+        await wait_live(client, name, True)
+        viewer, _tracks, whep_location = await watch(client, name)
+        assert (await client.get(f"/api/v1/channels/{name}/viewers")).json()["viewers"] == 1
+        assert (await client.delete(whip_location)).status_code == 200
+        await source.close()
+        deadline = time.monotonic() + 10
+        while (await client.get(f"/api/v1/channels/{name}/viewers")).json()["viewers"]:
+            assert time.monotonic() < deadline, "the viewer of the ended session still counts"
+            await asyncio.sleep(0.2)
+        while (r := await client.delete(whep_location)).status_code != 404:
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.2)
+        await viewer.close()

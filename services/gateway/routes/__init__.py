@@ -13,6 +13,7 @@ from services.gateway.routes import (
     emotes,
     health,
     notifications,
+    schema,
     social,
     web,
     webrtc,
@@ -29,6 +30,7 @@ ROUTES: list[Any] = [
     *dash.ROUTES,
     *chat.ROUTES,
     *emotes.ROUTES,
+    *schema.ROUTES,
     # The web app catch-all goes last.
     *web.ROUTES,
 ]

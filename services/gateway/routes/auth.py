@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, get, post
-from litestar.di import Provide
 
 from proto.identity import (
     LOGIN,
@@ -23,24 +21,23 @@ from proto.identity import (
     User,
     WhoamiRequest,
 )
-from services.gateway.auth import AuthUser, current_user
+from services.gateway.auth import AuthUser
+from services.gateway.backend import Backend
+from services.gateway.bodies import Body
 
 __all__ = ["ROUTES"]
 
 
-class RegisterBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    username: str
-    password: str
-    email: str
+class RegisterBody(Body, frozen=True, request=RegisterRequest):
+    """POST /api/v1/auth/register body."""
 
 
-class LoginBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    username: str
-    password: str
+class LoginBody(Body, frozen=True, request=LoginRequest, without=("client_addr",)):
+    """POST /api/v1/auth/login body."""
 
 
-class RefreshBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    refresh_token: str
+class RefreshBody(Body, frozen=True, request=RefreshRequest, without=("client_addr",)):
+    """POST /api/v1/auth/refresh and /logout body."""
 
 
 def _client_addr(request: Request[Any, Any, Any]) -> str:
@@ -49,45 +46,33 @@ def _client_addr(request: Request[Any, Any, Any]) -> str:
 
 
 @post("/api/v1/auth/register", status_code=201, tags=["auth"])
-async def register(request: Request[Any, Any, Any], data: RegisterBody) -> User:
+async def register(backend: Backend, data: RegisterBody) -> User:
     """Create an account."""
-    payload = RegisterRequest(username=data.username, password=data.password, email=data.email)
-    user: User = await request.app.state.backend.call(REGISTER, payload)
-    return user
+    return await backend.call(REGISTER, data.to(RegisterRequest))
 
 
 @post("/api/v1/auth/login", status_code=200, tags=["auth"])
-async def login(request: Request[Any, Any, Any], data: LoginBody) -> TokenPair:
+async def login(request: Request[Any, Any, Any], backend: Backend, data: LoginBody) -> TokenPair:
     """Sign in: an access token and a refresh token."""
-    payload = LoginRequest(username=data.username, password=data.password, client_addr=_client_addr(request))
-    pair: TokenPair = await request.app.state.backend.call(LOGIN, payload)
-    return pair
+    return await backend.call(LOGIN, data.to(LoginRequest, client_addr=_client_addr(request)))
 
 
 @post("/api/v1/auth/refresh", status_code=200, tags=["auth"])
-async def refresh(request: Request[Any, Any, Any], data: RefreshBody) -> TokenPair:
+async def refresh(request: Request[Any, Any, Any], backend: Backend, data: RefreshBody) -> TokenPair:
     """Exchange a refresh token for a new pair (the old refresh token stops working)."""
-    payload = RefreshRequest(refresh_token=data.refresh_token, client_addr=_client_addr(request))
-    pair: TokenPair = await request.app.state.backend.call(REFRESH, payload)
-    return pair
+    return await backend.call(REFRESH, data.to(RefreshRequest, client_addr=_client_addr(request)))
 
 
 @post("/api/v1/auth/logout", status_code=204, tags=["auth"])
-async def logout(request: Request[Any, Any, Any], data: RefreshBody) -> None:
+async def logout(backend: Backend, data: RefreshBody) -> None:
     """Sign out: the refresh token's session ends."""
-    await request.app.state.backend.call(LOGOUT, LogoutRequest(refresh_token=data.refresh_token))
+    await backend.call(LOGOUT, data.to(LogoutRequest))
 
 
-@get(
-    "/api/v1/me",
-    tags=["auth"],
-    dependencies={"user": Provide(current_user)},
-    security=[{"BearerToken": []}],
-)
-async def me(request: Request[Any, Any, Any], user: AuthUser) -> Profile:
+@get("/api/v1/me", tags=["auth"], security=[{"BearerToken": []}])
+async def me(backend: Backend, user: AuthUser) -> Profile:
     """The signed-in user's profile."""
-    profile: Profile = await request.app.state.backend.call(WHOAMI, WhoamiRequest(user_id=user.id))
-    return profile
+    return await backend.call(WHOAMI, WhoamiRequest(user_id=user.id))
 
 
 ROUTES: list[Any] = [register, login, refresh, logout, me]

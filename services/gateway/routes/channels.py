@@ -4,62 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-from litestar import Request, Response, delete, get, patch, post, put
-from litestar.di import Provide
+from litestar import Response, delete, get, patch, post, put
 
 from proto import channel as pc
-from services.gateway.auth import AuthUser, current_user, optional_user
+from services.gateway.auth import AuthUser
 from services.gateway.backend import Backend
+from services.gateway.bodies import Body
 from services.gateway.routes import channel_images
 
 __all__ = ["ROUTES"]
 
-SIGNED_IN = {"user": Provide(current_user)}
-MAYBE_SIGNED_IN = {"user": Provide(optional_user)}
 
-
-class NewChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class NewChannel(Body, frozen=True, request=pc.CreateChannel, without=("owner_id", "owner_username")):
     """POST /api/v1/channels body."""
 
-    name: str
-    title: str
-    category: str
-    tags: list[str] = []
-    description: str = ""
-    language: str = "en"
 
-
-class ChannelChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ChannelChanges(Body, frozen=True, request=pc.UpdateChannel, without=("actor_id", "name")):
     """PATCH /api/v1/channels/{name} body: only the fields sent change (the name never does)."""
 
-    title: str | msgspec.UnsetType = msgspec.UNSET
-    description: str | msgspec.UnsetType = msgspec.UNSET
-    category: str | msgspec.UnsetType = msgspec.UNSET
-    tags: list[str] | msgspec.UnsetType = msgspec.UNSET
-    language: str | msgspec.UnsetType = msgspec.UNSET
 
-
-def _backend(request: Request[Any, Any, Any]) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-@post("/api/v1/channels", dependencies=SIGNED_IN, tags=["channels"])
-async def create_channel(
-    request: Request[Any, Any, Any], data: NewChannel, user: AuthUser
-) -> Response[pc.Channel]:
+@post("/api/v1/channels", tags=["channels"])
+async def create_channel(backend: Backend, data: NewChannel, user: AuthUser) -> Response[pc.Channel]:
     """Create the signed-in user's channel (one per user)."""
-    channel = await _backend(request).call(
-        pc.CREATE,
-        pc.CreateChannel(owner_id=user.id, owner_username=user.username, **msgspec.structs.asdict(data)),
-    )
+    create = data.to(pc.CreateChannel, owner_id=user.id, owner_username=user.username)
+    channel = await backend.call(pc.CREATE, create)
     return Response(channel, status_code=201, headers={"Location": f"/api/v1/channels/{channel.name}"})
 
 
 @get("/api/v1/channels", tags=["channels"])
 async def list_channels(
-    request: Request[Any, Any, Any],
+    backend: Backend,
     q: str = "",
     category: str = "",
     tag: str = "",
@@ -69,30 +43,25 @@ async def list_channels(
 ) -> pc.ChannelPage:
     """Search channels: live ones first, then newest; `next_cursor` fetches the next page."""
     query = pc.ListChannels(q=q, category=category, tag=tag, live=live, limit=limit, cursor=cursor)
-    return await _backend(request).call(pc.LIST, query)
+    return await backend.call(pc.LIST, query)
 
 
-@get("/api/v1/channels/{name:str}", dependencies=MAYBE_SIGNED_IN, tags=["channels"])
-async def get_channel(request: Request[Any, Any, Any], name: str, user: AuthUser | None) -> pc.Channel:
+@get("/api/v1/channels/{name:str}", tags=["channels"])
+async def get_channel(backend: Backend, name: str, viewer: AuthUser | None) -> pc.Channel:
     """One channel; its owner also sees the stream key's prefix."""
-    return await _backend(request).call(pc.GET, pc.GetChannel(name=name, actor_id=user.id if user else ""))
+    return await backend.call(pc.GET, pc.GetChannel(name=name, actor_id=viewer.id if viewer else ""))
 
 
-@patch("/api/v1/channels/{name:str}", dependencies=SIGNED_IN, tags=["channels"])
-async def update_channel(
-    request: Request[Any, Any, Any], name: str, data: ChannelChanges, user: AuthUser
-) -> pc.Channel:
+@patch("/api/v1/channels/{name:str}", tags=["channels"])
+async def update_channel(backend: Backend, name: str, data: ChannelChanges, user: AuthUser) -> pc.Channel:
     """Change some of a channel's fields (owner only)."""
-    changes = {f: getattr(data, f) for f in data.__struct_fields__}
-    return await _backend(request).call(pc.UPDATE, pc.UpdateChannel(actor_id=user.id, name=name, **changes))
+    return await backend.call(pc.UPDATE, data.to(pc.UpdateChannel, actor_id=user.id, name=name))
 
 
-@post("/api/v1/channels/{name:str}/stream-key", dependencies=SIGNED_IN, tags=["channels"])
-async def rotate_stream_key(
-    request: Request[Any, Any, Any], name: str, user: AuthUser
-) -> Response[pc.StreamKey]:
+@post("/api/v1/channels/{name:str}/stream-key", tags=["channels"])
+async def rotate_stream_key(backend: Backend, name: str, user: AuthUser) -> Response[pc.StreamKey]:
     """A new stream key, shown only in this answer; the previous key stops working (owner only)."""
-    key = await _backend(request).call(pc.ROTATE_KEY, pc.RotateKey(actor_id=user.id, name=name))
+    key = await backend.call(pc.ROTATE_KEY, pc.RotateKey(actor_id=user.id, name=name))
     return Response(key, status_code=201, headers={"Cache-Control": "no-store"})
 
 
@@ -101,34 +70,27 @@ def _role_routes(segment: str, role: pc.RoleName) -> list[Any]:
     base = f"/api/v1/channels/{{name:str}}/{segment}"
 
     @get(base, tags=["channels"], name=f"list_{segment}", operation_id=f"list_{segment}")
-    async def list_role(request: Request[Any, Any, Any], name: str) -> pc.RoleList:
+    async def list_role(backend: Backend, name: str) -> pc.RoleList:
         """The channel's holders of this role."""
-        return await _backend(request).call(pc.LIST_ROLES, pc.ListRoles(name=name, role=role))
+        return await backend.call(pc.LIST_ROLES, pc.ListRoles(name=name, role=role))
 
     async def set_role(
-        request: Request[Any, Any, Any], name: str, username: str, user: AuthUser, granted: bool
+        backend: Backend, name: str, username: str, user: AuthUser, granted: bool
     ) -> pc.RoleChange:
-        return await _backend(request).call(
+        return await backend.call(
             pc.SET_ROLE,
             pc.SetRole(actor_id=user.id, name=name, username=username, role=role, granted=granted),
         )
 
-    @put(f"{base}/{{username:str}}", dependencies=SIGNED_IN, tags=["channels"], operation_id=f"add_{segment}")
-    async def grant(
-        request: Request[Any, Any, Any], name: str, username: str, user: AuthUser
-    ) -> pc.RoleChange:
+    @put(f"{base}/{{username:str}}", tags=["channels"], operation_id=f"add_{segment}")
+    async def grant(backend: Backend, name: str, username: str, user: AuthUser) -> pc.RoleChange:
         """Give a user this role on the channel (owner only)."""
-        return await set_role(request, name, username, user, True)
+        return await set_role(backend, name, username, user, True)
 
-    @delete(
-        f"{base}/{{username:str}}",
-        dependencies=SIGNED_IN,
-        tags=["channels"],
-        operation_id=f"remove_{segment}",
-    )
-    async def revoke(request: Request[Any, Any, Any], name: str, username: str, user: AuthUser) -> None:
+    @delete(f"{base}/{{username:str}}", tags=["channels"], operation_id=f"remove_{segment}")
+    async def revoke(backend: Backend, name: str, username: str, user: AuthUser) -> None:
         """Take this role away from a user (owner only)."""
-        await set_role(request, name, username, user, False)
+        await set_role(backend, name, username, user, False)
 
     return [list_role, grant, revoke]
 

@@ -10,15 +10,15 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
-from litestar import Request, WebSocket, get, post, websocket
+from litestar import WebSocket, get, post, websocket
 from litestar.datastructures import State
-from litestar.di import Provide
 
 from libs.bus import ServiceError, Unauthorized, encode, utcnow
 from libs.obs.logging import get_logger
 from proto import chat as pc
-from services.gateway.auth import AuthUser, TokenVerifier, current_user
+from services.gateway.auth import AuthUser, TokenVerifier
 from services.gateway.backend import Backend
+from services.gateway.bodies import Body
 from services.gateway.config import GatewayConfig
 from services.gateway.fanout import Fanout, Outbox
 from services.gateway.wire import wire_writer
@@ -27,37 +27,18 @@ __all__ = ["ROUTES"]
 
 log = get_logger("gateway")
 
-SIGNED_IN = {"user": Provide(current_user)}
 MAX_CLIENT_FRAME = 4096
 # A socket's identity is checked once; the room name -> id mapping never changes, so it is cached.
 _room_ids: dict[str, str] = {}
 
 
-class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello", tag_field="type"):
-    token: str = ""
+_client_frames = msgspec.json.Decoder(pc.ClientFrame)
 
 
-class SendFrame(msgspec.Struct, frozen=True, kw_only=True, tag="send", tag_field="type"):
-    nonce: str
-    text: str
-
-
-ClientFrame = Hello | SendFrame
-_client_frames = msgspec.json.Decoder(ClientFrame)
-
-
-class ModerationBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ModerationBody(
+    Body, frozen=True, request=pc.Moderate, without=("channel", "actor_id", "actor_username")
+):
     """POST /api/v1/channels/{name}/chat/moderation body: the same actions as the chat commands."""
-
-    action: pc.ModAction
-    target: str = ""
-    seconds: int | None = None
-    reason: str = ""
-
-
-def _backend(conn: Any) -> Backend:
-    backend: Backend = conn.app.state.backend
-    return backend
 
 
 def _fanout(state: State, backend: Backend) -> Fanout:
@@ -77,12 +58,10 @@ def _fanout(state: State, backend: Backend) -> Fanout:
 def _error(
     code: str, detail: str, *, nonce: str = "", status: int = 400, retry_after: float | None = None
 ) -> str:
-    frame: dict[str, Any] = {"type": "error", "status": status, "code": code, "detail": detail}
-    if nonce:
-        frame["nonce"] = nonce
+    frame = pc.ErrorFrame(status=status, code=code, detail=detail, nonce=nonce)
     if retry_after is not None:
-        frame["retry_after"] = round(retry_after, 3)
-        frame["retry_at"] = (utcnow() + timedelta(seconds=retry_after)).isoformat(timespec="milliseconds")
+        retry_at = (utcnow() + timedelta(seconds=retry_after)).isoformat(timespec="milliseconds")
+        frame = msgspec.structs.replace(frame, retry_after=round(retry_after, 3), retry_at=retry_at)
     return encode(frame).decode()
 
 
@@ -123,7 +102,7 @@ async def _hello(socket: WebSocket[Any, Any, Any], timeout: float) -> AuthUser |
         frame = _client_frames.decode(text)
     except msgspec.MsgspecError as exc:
         raise Unauthorized(f"the first frame must be a hello frame: {exc}", code="hello_expected") from None
-    if not isinstance(frame, Hello):
+    if not isinstance(frame, pc.Hello):
         raise Unauthorized("the first frame must be a hello frame", code="hello_expected")
     if not frame.token:
         return None
@@ -131,7 +110,7 @@ async def _hello(socket: WebSocket[Any, Any, Any], timeout: float) -> AuthUser |
     return await verifier.verify(frame.token)
 
 
-async def _relay_send(backend: Backend, channel: str, user: AuthUser | None, frame: SendFrame) -> str:
+async def _relay_send(backend: Backend, channel: str, user: AuthUser | None, frame: pc.SendFrame) -> str:
     """Ask the chat service to take one line; the ack or error frame for the sender."""
     if user is None:
         return _error(
@@ -151,22 +130,15 @@ async def _relay_send(backend: Backend, channel: str, user: AuthUser | None, fra
         sent = await backend.call(pc.SEND, send)
     except ServiceError as exc:
         return _service_error(exc, frame.nonce)
-    ack: dict[str, Any] = {
-        "type": "ack",
-        "nonce": frame.nonce,
-        "id": sent.id,
-        "kind": sent.kind,
-        "detail": sent.detail,
-    }
-    if sent.duplicate:
-        ack["duplicate"] = True
+    ack = pc.AckFrame(
+        nonce=frame.nonce, id=sent.id, kind=sent.kind, detail=sent.detail, duplicate=sent.duplicate
+    )
     return encode(ack).decode()
 
 
 async def _serve_socket(
-    socket: WebSocket[Any, Any, Any], name: str, outbox: Outbox, user: AuthUser | None
+    socket: WebSocket[Any, Any, Any], backend: Backend, name: str, outbox: Outbox, user: AuthUser | None
 ) -> None:
-    backend = _backend(socket)
     fanout = _fanout(socket.app.state, backend)
     room_id = await _room_id(backend, name)
     await fanout.join(room_id, outbox)  # subscribed before history is read: nothing falls in between
@@ -188,7 +160,7 @@ async def _serve_socket(
             except msgspec.MsgspecError as exc:
                 outbox.push(_error("invalid_frame", f"unreadable frame: {exc}"))
                 continue
-            if isinstance(frame, SendFrame):
+            if isinstance(frame, pc.SendFrame):
                 outbox.push(await _relay_send(backend, name, user, frame))
     finally:
         await fanout.leave(room_id, outbox)
@@ -196,10 +168,11 @@ async def _serve_socket(
 
 
 @websocket("/api/v1/channels/{name:str}/chat")
-async def chat_socket(socket: WebSocket[Any, Any, Any], name: str) -> None:
+async def chat_socket(
+    socket: WebSocket[Any, Any, Any], backend: Backend, config: GatewayConfig, name: str
+) -> None:
     """A channel's chat room: read as anyone, send when the hello frame carries an access token."""
     await socket.accept()
-    config: GatewayConfig = socket.app.state.config
 
     async def send(text: str) -> None:
         await socket.send({"type": "websocket.send", "text": text, "bytes": None})
@@ -216,7 +189,7 @@ async def chat_socket(socket: WebSocket[Any, Any, Any], name: str) -> None:
     )
     try:
         user = await _hello(socket, config.chat_hello_timeout_seconds)
-        await _serve_socket(socket, name, outbox, user)
+        await _serve_socket(socket, backend, name, outbox, user)
     except ServiceError as exc:
         with contextlib.suppress(Exception):
             await send(_service_error(exc))
@@ -225,37 +198,23 @@ async def chat_socket(socket: WebSocket[Any, Any, Any], name: str) -> None:
         log.info("chat_socket_ended", error=type(exc).__name__)
 
 
-@post("/api/v1/channels/{name:str}/chat/moderation", dependencies=SIGNED_IN, tags=["chat"], status_code=200)
-async def moderate(
-    request: Request[Any, Any, Any], name: str, data: ModerationBody, user: AuthUser
-) -> pc.Moderated:
+@post("/api/v1/channels/{name:str}/chat/moderation", tags=["chat"], status_code=200)
+async def moderate(backend: Backend, name: str, data: ModerationBody, user: AuthUser) -> pc.Moderated:
     """Apply a moderation action (ban, timeout, delete, clear, modes, roles, blocked terms)."""
-    req = pc.Moderate(
-        channel=name,
-        actor_id=user.id,
-        actor_username=user.username,
-        action=data.action,
-        target=data.target,
-        seconds=data.seconds,
-        reason=data.reason,
-    )
-    return await _backend(request).call(pc.MODERATE, req)
+    req = data.to(pc.Moderate, channel=name, actor_id=user.id, actor_username=user.username)
+    return await backend.call(pc.MODERATE, req)
 
 
-@get("/api/v1/channels/{name:str}/chat/moderation", dependencies=SIGNED_IN, tags=["chat"])
-async def moderation_log(
-    request: Request[Any, Any, Any], name: str, user: AuthUser, limit: int = 100
-) -> pc.ModLog:
+@get("/api/v1/channels/{name:str}/chat/moderation", tags=["chat"])
+async def moderation_log(backend: Backend, name: str, user: AuthUser, limit: int = 100) -> pc.ModLog:
     """The channel's moderation log, newest first (broadcaster only)."""
-    return await _backend(request).call(
-        pc.MOD_LOG, pc.ModLogQuery(channel=name, actor_id=user.id, limit=limit)
-    )
+    return await backend.call(pc.MOD_LOG, pc.ModLogQuery(channel=name, actor_id=user.id, limit=limit))
 
 
-@get("/api/v1/channels/{name:str}/chat/blocked-terms", dependencies=SIGNED_IN, tags=["chat"])
-async def blocked_terms(request: Request[Any, Any, Any], name: str, user: AuthUser) -> pc.TermList:
+@get("/api/v1/channels/{name:str}/chat/blocked-terms", tags=["chat"])
+async def blocked_terms(backend: Backend, name: str, user: AuthUser) -> pc.TermList:
     """The channel's blocked terms (broadcaster and moderators)."""
-    return await _backend(request).call(pc.BLOCKED_TERMS, pc.TermsQuery(channel=name, actor_id=user.id))
+    return await backend.call(pc.BLOCKED_TERMS, pc.TermsQuery(channel=name, actor_id=user.id))
 
 
 ROUTES: list[Any] = [chat_socket, moderate, moderation_log, blocked_terms]

@@ -10,21 +10,19 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Request, Response, delete, get
-from litestar.di import Provide
+from litestar import Response, delete, get
 from litestar.response import Stream
 from nats.js.errors import NotFoundError as JsNotFound
 from nats.js.errors import ObjectNotFoundError
 
 from libs.bus import NotFound, ServiceUnavailable
 from proto import transcode as pt
-from services.gateway.auth import AuthUser, current_user
+from services.gateway.auth import AuthUser
 from services.gateway.backend import Backend
 from services.gateway.chunks import open_segment
 
 __all__ = ["ROUTES"]
 
-SIGNED_IN = {"user": Provide(current_user)}
 _CHANNEL = re.compile(r"^[a-z0-9_]{1,40}$")
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TRACK = re.compile(r"^(v[0-9]{1,2}|a)$")
@@ -38,11 +36,6 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 READ_ATTEMPTS = 4
 # A manifest is a few kB: a read that takes longer is one that lost a race with a rewrite (see _object).
 MANIFEST_READ_SECONDS = 1.0
-
-
-def _backend(request: Request[Any, Any, Any]) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
 
 
 class _Replaced(Exception):
@@ -69,8 +62,7 @@ async def _read(js: Any, bucket: Any, name: str) -> bytes:
     return data
 
 
-async def _object(request: Request[Any, Any, Any], name: str, what: str, *, seconds: float = 10.0) -> bytes:
-    backend = _backend(request)
+async def _object(backend: Backend, name: str, what: str, *, seconds: float = 10.0) -> bytes:
     bucket = await backend.object_store(pt.BUCKET)
     for _attempt in range(READ_ATTEMPTS):
         try:
@@ -105,40 +97,38 @@ def live_clock() -> Response[bytes]:
 
 
 @get("/live/{channel:str}/manifest.mpd", tags=["dash"], include_in_schema=True)
-async def live_manifest(request: Request[Any, Any, Any], channel: str) -> Response[bytes]:
+async def live_manifest(backend: Backend, channel: str) -> Response[bytes]:
     """The live DASH manifest of a channel while it is transcoded."""
     _check(channel)
     what = f'a live DASH stream of "{channel}"'
-    data = await _object(request, pt.live_manifest_object(channel), what, seconds=MANIFEST_READ_SECONDS)
+    data = await _object(backend, pt.live_manifest_object(channel), what, seconds=MANIFEST_READ_SECONDS)
     return _media(data, MANIFEST_TYPE, LIVE_MANIFEST_CACHE)
 
 
 @get("/live/{channel:str}/manifest-ll.mpd", tags=["dash"])
-async def live_manifest_ll(request: Request[Any, Any, Any], channel: str) -> Response[bytes]:
+async def live_manifest_ll(backend: Backend, channel: str) -> Response[bytes]:
     """The low-latency live DASH manifest: it lists the segment being made, whose chunks stream as they
     come (availabilityTimeOffset, ServiceDescription latency target)."""
     _check(channel)
     name = pt.ll_manifest_object(channel)
     what = f'a low-latency live DASH stream of "{channel}"'
-    data = await _object(request, name, what, seconds=MANIFEST_READ_SECONDS)
+    data = await _object(backend, name, what, seconds=MANIFEST_READ_SECONDS)
     return _media(data, MANIFEST_TYPE, LIVE_MANIFEST_CACHE)
 
 
-async def _segment(
-    request: Request[Any, Any, Any], channel: str, session: str, track: str, file: str, *, live: bool
-) -> Any:
+async def _segment(backend: Backend, channel: str, session: str, track: str, file: str, *, live: bool) -> Any:
     _check(channel, session, track, file)
     media_type = "audio/webm" if track == "a" else "video/webm"
     try:
         data = await _object(
-            request, pt.media_object(channel, session, track, file), f'segment "{track}/{file}"'
+            backend, pt.media_object(channel, session, track, file), f'segment "{track}/{file}"'
         )
     except NotFound:
         if not live or file.startswith("init"):
             raise
         # Still being made: its chunks so far, then each one as the transcoder publishes it. The bytes are
         # those the stored segment will have, so the response is as immutable as a stored one.
-        body = await open_segment(_backend(request).js, session, track, int(file.split(".")[0]))
+        body = await open_segment(backend.js, session, track, int(file.split(".")[0]))
         if body is None:
             raise
         return Stream(body, media_type=media_type, headers={"Cache-Control": IMMUTABLE, **CORS})
@@ -147,50 +137,46 @@ async def _segment(
 
 @get("/live/{channel:str}/{session:str}/{track:str}/{file:str}", tags=["dash"])
 async def live_segment(
-    request: Request[Any, Any, Any], channel: str, session: str, track: str, file: str
+    backend: Backend, channel: str, session: str, track: str, file: str
 ) -> Response[bytes]:
     """An init or media segment of a live stream (immutable); one still being made streams as it grows."""
-    result: Response[bytes] = await _segment(request, channel, session, track, file, live=True)
+    result: Response[bytes] = await _segment(backend, channel, session, track, file, live=True)
     return result
 
 
 @get("/vod/{channel:str}/{session:str}/manifest.mpd", tags=["dash"])
-async def vod_manifest(request: Request[Any, Any, Any], channel: str, session: str) -> Response[bytes]:
+async def vod_manifest(backend: Backend, channel: str, session: str) -> Response[bytes]:
     """The static DASH manifest of a recording."""
     _check(channel, session)
-    data = await _object(request, pt.vod_manifest_object(channel, session), f'recording "{session}"')
+    data = await _object(backend, pt.vod_manifest_object(channel, session), f'recording "{session}"')
     return _media(data, MANIFEST_TYPE, VOD_MANIFEST_CACHE)
 
 
 @get("/vod/{channel:str}/{session:str}/{track:str}/{file:str}", tags=["dash"])
-async def vod_segment(
-    request: Request[Any, Any, Any], channel: str, session: str, track: str, file: str
-) -> Response[bytes]:
+async def vod_segment(backend: Backend, channel: str, session: str, track: str, file: str) -> Response[bytes]:
     """An init or media segment of a recording (immutable)."""
-    result: Response[bytes] = await _segment(request, channel, session, track, file, live=False)
+    result: Response[bytes] = await _segment(backend, channel, session, track, file, live=False)
     return result
 
 
 @get("/api/v1/channels/{name:str}/playback", tags=["dash"])
-async def playback(request: Request[Any, Any, Any], name: str) -> pt.Playback:
+async def playback(backend: Backend, name: str) -> pt.Playback:
     """Whether the channel is live, whether a transcoder took it, and its DASH manifest when there is one."""
-    return await _backend(request).call(pt.PLAYBACK, pt.GetPlayback(channel_name=name))
+    return await backend.call(pt.PLAYBACK, pt.GetPlayback(channel_name=name))
 
 
 @get("/api/v1/channels/{name:str}/recordings", tags=["dash"])
-async def recordings(request: Request[Any, Any, Any], name: str, limit: int = 20) -> pt.RecordingList:
+async def recordings(backend: Backend, name: str, limit: int = 20) -> pt.RecordingList:
     """A channel's recordings, newest first, each with its static manifest."""
-    return await _backend(request).call(pt.LIST_RECORDINGS, pt.ListRecordings(channel_name=name, limit=limit))
+    return await backend.call(pt.LIST_RECORDINGS, pt.ListRecordings(channel_name=name, limit=limit))
 
 
-@delete("/api/v1/channels/{name:str}/recordings/{recording_id:str}", dependencies=SIGNED_IN, tags=["dash"],
+@delete("/api/v1/channels/{name:str}/recordings/{recording_id:str}", tags=["dash"],
         status_code=200)  # fmt: skip
-async def delete_recording(
-    request: Request[Any, Any, Any], name: str, recording_id: str, user: AuthUser
-) -> pt.Recording:
+async def delete_recording(backend: Backend, name: str, recording_id: str, user: AuthUser) -> pt.Recording:
     """The channel owner deletes a recording and its media."""
     req = pt.DeleteRecording(channel_name=name, recording_id=recording_id, actor_id=user.id)
-    return await _backend(request).call(pt.DELETE_RECORDING, req)
+    return await backend.call(pt.DELETE_RECORDING, req)
 
 
 ROUTES = [

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
 
+from services.gateway.backend import Backend
+from services.gateway.config import GatewayConfig
 from services.gateway.problems import problem
 
 __all__ = ["ROUTES"]
@@ -18,8 +20,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _ping(request: Request[Any, Any, Any], name: str) -> bool:
-    backend = request.app.state.backend
+async def _ping(backend: Backend, name: str) -> bool:
     try:
         await backend.nc.request(f"$SRV.PING.{name}", b"", timeout=1.0)
     except Exception:
@@ -28,13 +29,12 @@ async def _ping(request: Request[Any, Any, Any], name: str) -> bool:
 
 
 @get("/readyz", include_in_schema=False)
-async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
+async def readyz(backend: Backend, config: GatewayConfig) -> Response[Any]:
     """NATS is reachable and every required service answers its ping."""
-    backend = request.app.state.backend
-    names: list[str] = request.app.state.config.required()
+    names = config.required()
     if not backend.nc.is_connected:
         return problem(503, "NATS is not reachable", code="not_ready", services={})
-    answers = await asyncio.gather(*(_ping(request, n) for n in names))
+    answers = await asyncio.gather(*(_ping(backend, n) for n in names))
     services = dict(zip(names, answers, strict=True))
     if not all(answers):
         missing = ", ".join(n for n, ok in services.items() if not ok)

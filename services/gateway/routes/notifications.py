@@ -10,26 +10,22 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
-from litestar.di import Provide
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from libs.bus import BadRequest, Unauthorized
 from proto import notification as pn
 from services.gateway.auth import AuthUser, current_user
 from services.gateway.backend import Backend
+from services.gateway.bodies import Body
 
 __all__ = ["ROUTES"]
 
-SIGNED_IN = {"user": Provide(current_user)}
 HEARTBEAT_SECONDS = 15.0
 QUEUE_MAX = 256
 
 
-class ReadBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ReadBody(Body, frozen=True, request=pn.MarkRead, without=("user_id",)):
     """POST /api/v1/notifications/read: `ids`, or `all: true`."""
-
-    ids: list[int] = []
-    all: bool = False
 
 
 class PushKeys(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,56 +40,44 @@ class PushBody(msgspec.Struct, frozen=True, kw_only=True):
     keys: PushKeys
 
 
-class PreferencesBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    enabled: bool = True
-    muted_channels: list[str] = []
-    push_all: bool = True
-    push_channels: list[str] = []
+class PreferencesBody(Body, frozen=True, request=pn.Preferences):
+    """PUT /api/v1/me/notification-preferences body: the whole preferences."""
 
 
-class WebhookBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    type: str
-    callback_url: str
-    secret: str
+class WebhookBody(Body, frozen=True, request=pn.CreateWebhook, without=("actor_id", "channel_name")):
+    """POST /api/v1/channels/{name}/webhooks body."""
 
 
-def _backend(request: Request[Any, Any, Any]) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-@get("/api/v1/notifications", dependencies=SIGNED_IN, tags=["notifications"])
+@get("/api/v1/notifications", tags=["notifications"])
 async def list_notifications(
-    request: Request[Any, Any, Any], user: AuthUser, limit: int = 20, cursor: str = "", unread: bool = False
+    backend: Backend, user: AuthUser, limit: int = 20, cursor: str = "", unread: bool = False
 ) -> pn.InboxPage:
     """The inbox, newest first, with the unread count; `next_cursor` fetches the next page."""
     query = pn.ListInbox(user_id=user.id, limit=limit, cursor=cursor, unread_only=unread)
-    return await _backend(request).call(pn.LIST, query)
+    return await backend.call(pn.LIST, query)
 
 
-@post("/api/v1/notifications/read", dependencies=SIGNED_IN, tags=["notifications"], status_code=200)
-async def mark_read(request: Request[Any, Any, Any], data: ReadBody, user: AuthUser) -> pn.Marked:
+@post("/api/v1/notifications/read", tags=["notifications"], status_code=200)
+async def mark_read(backend: Backend, data: ReadBody, user: AuthUser) -> pn.Marked:
     """Mark notifications read: `{"ids": [...]}` or `{"all": true}`."""
-    return await _backend(request).call(
-        pn.MARK_READ, pn.MarkRead(user_id=user.id, ids=data.ids, all=data.all)
-    )
+    return await backend.call(pn.MARK_READ, data.to(pn.MarkRead, user_id=user.id))
 
 
-@post("/api/v1/notifications/stream-ticket", dependencies=SIGNED_IN, tags=["notifications"], status_code=201)
-async def stream_ticket(request: Request[Any, Any, Any], user: AuthUser) -> Response[pn.Ticket]:
+@post("/api/v1/notifications/stream-ticket", tags=["notifications"], status_code=201)
+async def stream_ticket(backend: Backend, user: AuthUser) -> Response[pn.Ticket]:
     """A single-use ticket, valid seconds, for `GET /api/v1/notifications/stream?ticket=` (EventSource
     cannot send an Authorization header, and an access token does not belong in a URL)."""
-    ticket = await _backend(request).call(pn.ISSUE_TICKET, pn.IssueTicket(user_id=user.id))
+    ticket = await backend.call(pn.ISSUE_TICKET, pn.IssueTicket(user_id=user.id))
     return Response(ticket, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-async def _stream_user(request: Request[Any, Any, Any], ticket: str) -> str:
+async def _stream_user(request: Request[Any, Any, Any], backend: Backend, ticket: str) -> str:
     if ticket:
         if request.headers.get("authorization"):
             raise BadRequest(
                 "send either a ticket or an Authorization header, not both", code="invalid_request"
             )
-        owner = await _backend(request).call(pn.REDEEM_TICKET, pn.RedeemTicket(ticket=ticket))
+        owner = await backend.call(pn.REDEEM_TICKET, pn.RedeemTicket(ticket=ticket))
         return owner.user_id
     if not request.headers.get("authorization"):
         raise Unauthorized(
@@ -104,16 +88,18 @@ async def _stream_user(request: Request[Any, Any, Any], ticket: str) -> str:
 
 
 @get("/api/v1/notifications/stream", tags=["notifications"])
-async def notification_stream(request: Request[Any, Any, Any], ticket: str = "") -> ServerSentEvent:
+async def notification_stream(
+    request: Request[Any, Any, Any], backend: Backend, ticket: str = ""
+) -> ServerSentEvent:
     """Server-sent events: `ready` once subscribed, then a `notification` event per new notification."""
-    user_id = await _stream_user(request, ticket)
+    user_id = await _stream_user(request, backend, ticket)
     queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_MAX)
 
     async def on_message(msg: Any) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # a stalled client loses pushes, never the inbox
             queue.put_nowait(msg.data)
 
-    sub = await _backend(request).nc.subscribe(pn.user_subject(user_id), cb=on_message)
+    sub = await backend.nc.subscribe(pn.user_subject(user_id), cb=on_message)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         try:
@@ -133,70 +119,54 @@ async def notification_stream(request: Request[Any, Any, Any], ticket: str = "")
 
 
 @get("/api/v1/push/vapid-public-key", tags=["notifications"])
-async def vapid_public_key(request: Request[Any, Any, Any]) -> pn.VapidKey:
+async def vapid_public_key(backend: Backend) -> pn.VapidKey:
     """The applicationServerKey for `pushManager.subscribe`."""
-    return await _backend(request).call(pn.VAPID_KEY, pn.GetVapidKey())
+    return await backend.call(pn.VAPID_KEY, pn.GetVapidKey())
 
 
-@post("/api/v1/push/subscriptions", dependencies=SIGNED_IN, tags=["notifications"], status_code=201)
-async def add_push_subscription(
-    request: Request[Any, Any, Any], data: PushBody, user: AuthUser
-) -> pn.PushSubscription:
+@post("/api/v1/push/subscriptions", tags=["notifications"], status_code=201)
+async def add_push_subscription(backend: Backend, data: PushBody, user: AuthUser) -> pn.PushSubscription:
     """Register this browser's push subscription for the signed-in user."""
     req = pn.AddPushSubscription(
         user_id=user.id, endpoint=data.endpoint, p256dh=data.keys.p256dh, auth=data.keys.auth
     )
-    return await _backend(request).call(pn.ADD_PUSH, req)
+    return await backend.call(pn.ADD_PUSH, req)
 
 
-@get("/api/v1/me/notification-preferences", dependencies=SIGNED_IN, tags=["notifications"])
-async def get_preferences(request: Request[Any, Any, Any], user: AuthUser) -> pn.Preferences:
+@get("/api/v1/me/notification-preferences", tags=["notifications"])
+async def get_preferences(backend: Backend, user: AuthUser) -> pn.Preferences:
     """The signed-in user's notification preferences."""
-    return await _backend(request).call(pn.GET_PREFERENCES, pn.GetPreferences(user_id=user.id))
+    return await backend.call(pn.GET_PREFERENCES, pn.GetPreferences(user_id=user.id))
 
 
-@put("/api/v1/me/notification-preferences", dependencies=SIGNED_IN, tags=["notifications"])
-async def set_preferences(
-    request: Request[Any, Any, Any], data: PreferencesBody, user: AuthUser
-) -> pn.Preferences:
+@put("/api/v1/me/notification-preferences", tags=["notifications"])
+async def set_preferences(backend: Backend, data: PreferencesBody, user: AuthUser) -> pn.Preferences:
     """Replace the signed-in user's notification preferences."""
-    prefs = pn.Preferences(**msgspec.structs.asdict(data))
-    return await _backend(request).call(
-        pn.SET_PREFERENCES, pn.SetPreferences(user_id=user.id, preferences=prefs)
-    )
+    prefs = pn.SetPreferences(user_id=user.id, preferences=data.to(pn.Preferences))
+    return await backend.call(pn.SET_PREFERENCES, prefs)
 
 
 WEBHOOKS = "/api/v1/channels/{name:str}/webhooks"
 
 
-@post(WEBHOOKS, dependencies=SIGNED_IN, tags=["webhooks"], status_code=202)
-async def create_webhook(
-    request: Request[Any, Any, Any], name: str, data: WebhookBody, user: AuthUser
-) -> pn.Webhook:
+@post(WEBHOOKS, tags=["webhooks"], status_code=202)
+async def create_webhook(backend: Backend, name: str, data: WebhookBody, user: AuthUser) -> pn.Webhook:
     """Register a webhook (owner only); enabled once its callback echoes the challenge (202 until then)."""
-    req = pn.CreateWebhook(
-        actor_id=user.id,
-        channel_name=name,
-        type=data.type,
-        callback_url=data.callback_url,
-        secret=data.secret,
-    )
-    return await _backend(request).call(pn.CREATE_WEBHOOK, req)
+    req = data.to(pn.CreateWebhook, actor_id=user.id, channel_name=name)
+    return await backend.call(pn.CREATE_WEBHOOK, req)
 
 
-@get(WEBHOOKS, dependencies=SIGNED_IN, tags=["webhooks"])
-async def list_webhooks(request: Request[Any, Any, Any], name: str, user: AuthUser) -> pn.WebhookList:
+@get(WEBHOOKS, tags=["webhooks"])
+async def list_webhooks(backend: Backend, name: str, user: AuthUser) -> pn.WebhookList:
     """The channel's webhooks (owner only)."""
-    return await _backend(request).call(
-        pn.LIST_WEBHOOKS, pn.ListWebhooks(actor_id=user.id, channel_name=name)
-    )
+    return await backend.call(pn.LIST_WEBHOOKS, pn.ListWebhooks(actor_id=user.id, channel_name=name))
 
 
-@delete(WEBHOOKS + "/{webhook_id:str}", dependencies=SIGNED_IN, tags=["webhooks"])
-async def delete_webhook(request: Request[Any, Any, Any], name: str, webhook_id: str, user: AuthUser) -> None:
+@delete(WEBHOOKS + "/{webhook_id:str}", tags=["webhooks"])
+async def delete_webhook(backend: Backend, name: str, webhook_id: str, user: AuthUser) -> None:
     """Remove a webhook (owner only)."""
     req = pn.DeleteWebhook(actor_id=user.id, channel_name=name, webhook_id=webhook_id)
-    await _backend(request).call(pn.DELETE_WEBHOOK, req)
+    await backend.call(pn.DELETE_WEBHOOK, req)
 
 
 ROUTES: list[Any] = [

@@ -7,17 +7,15 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
-from litestar.di import Provide
 
 from libs.bus import BadRequest
 from proto import social as ps
 from services.gateway.auth import AuthUser, current_user, operator
 from services.gateway.backend import Backend
+from services.gateway.bodies import Body
 
 __all__ = ["ROUTES"]
 
-SIGNED_IN = {"user": Provide(current_user)}
-OPERATOR = {"is_operator": Provide(operator)}
 SIGNATURE_HEADER = "cpc-signature"
 
 
@@ -32,83 +30,66 @@ class SubscriptionBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     months: int = 1
 
 
-class SubscriptionChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class SubscriptionChanges(
+    Body, frozen=True, request=ps.ChangeRequest, without=("channel", "username", "end_now", "reason")
+):
     """PATCH /api/v1/channels/{name}/subscriptions/{username} body (operator)."""
 
-    tier: int | None = None
-    cancel_at_period_end: bool | None = None
 
-
-def _backend(request: Request[Any, Any, Any]) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-@post("/api/v1/channels/{name:str}/follow", dependencies=SIGNED_IN, tags=["social"], status_code=200)
-async def follow(request: Request[Any, Any, Any], name: str, user: AuthUser) -> ps.FollowState:
+@post("/api/v1/channels/{name:str}/follow", tags=["social"], status_code=200)
+async def follow(backend: Backend, name: str, user: AuthUser) -> ps.FollowState:
     """Follow a channel (a repeat changes nothing and keeps the first follow time)."""
     payload = ps.FollowRequest(user_id=user.id, username=user.username, channel=name)
-    return await _backend(request).call(ps.FOLLOW, payload)
+    return await backend.call(ps.FOLLOW, payload)
 
 
-@delete("/api/v1/channels/{name:str}/follow", dependencies=SIGNED_IN, tags=["social"], status_code=200)
-async def unfollow(request: Request[Any, Any, Any], name: str, user: AuthUser) -> ps.FollowState:
+@delete("/api/v1/channels/{name:str}/follow", tags=["social"], status_code=200)
+async def unfollow(backend: Backend, name: str, user: AuthUser) -> ps.FollowState:
     """Stop following a channel (a repeat changes nothing)."""
     payload = ps.FollowRequest(user_id=user.id, username=user.username, channel=name)
-    return await _backend(request).call(ps.UNFOLLOW, payload)
+    return await backend.call(ps.UNFOLLOW, payload)
 
 
 @get("/api/v1/channels/{name:str}/followers", tags=["social"])
-async def followers(
-    request: Request[Any, Any, Any], name: str, limit: int = 20, cursor: str = ""
-) -> ps.FollowPage:
+async def followers(backend: Backend, name: str, limit: int = 20, cursor: str = "") -> ps.FollowPage:
     """A channel's followers, newest first; `next_cursor` fetches the next page."""
-    return await _backend(request).call(
-        ps.FOLLOWERS, ps.ListFollowers(channel=name, limit=limit, cursor=cursor)
-    )
+    return await backend.call(ps.FOLLOWERS, ps.ListFollowers(channel=name, limit=limit, cursor=cursor))
 
 
-@get("/api/v1/me/follows", dependencies=SIGNED_IN, tags=["social"])
-async def my_follows(
-    request: Request[Any, Any, Any], user: AuthUser, limit: int = 20, cursor: str = ""
-) -> ps.FollowPage:
+@get("/api/v1/me/follows", tags=["social"])
+async def my_follows(backend: Backend, user: AuthUser, limit: int = 20, cursor: str = "") -> ps.FollowPage:
     """The channels the signed-in user follows, newest follow first."""
-    return await _backend(request).call(
-        ps.FOLLOWING, ps.ListFollowing(user_id=user.id, limit=limit, cursor=cursor)
-    )
+    return await backend.call(ps.FOLLOWING, ps.ListFollowing(user_id=user.id, limit=limit, cursor=cursor))
 
 
 @get("/api/v1/channels/{name:str}/counts", tags=["social"])
-async def counts(request: Request[Any, Any, Any], name: str) -> ps.Counts:
+async def counts(backend: Backend, name: str) -> ps.Counts:
     """How many follow the channel and how many subscribe to it."""
-    return await _backend(request).call(ps.COUNTS, ps.CountsRequest(channel=name))
+    return await backend.call(ps.COUNTS, ps.CountsRequest(channel=name))
 
 
-@get("/api/v1/channels/{name:str}/relationship", dependencies=SIGNED_IN, tags=["social"])
-async def relationship(request: Request[Any, Any, Any], name: str, user: AuthUser) -> ps.Relationship:
+@get("/api/v1/channels/{name:str}/relationship", tags=["social"])
+async def relationship(backend: Backend, name: str, user: AuthUser) -> ps.Relationship:
     """What the signed-in user is to the channel: owner, follower since when, subscription."""
-    return await _backend(request).call(
-        ps.RELATIONSHIP, ps.RelationshipRequest(user_id=user.id, channel=name)
-    )
+    return await backend.call(ps.RELATIONSHIP, ps.RelationshipRequest(user_id=user.id, channel=name))
 
 
-@get("/api/v1/me/subscriptions", dependencies=SIGNED_IN, tags=["social"])
+@get("/api/v1/me/subscriptions", tags=["social"])
 async def my_subscriptions(
-    request: Request[Any, Any, Any], user: AuthUser, include_ended: bool = False
+    backend: Backend, user: AuthUser, include_ended: bool = False
 ) -> ps.SubscriptionList:
     """The signed-in user's subscriptions (add `include_ended=true` for ended ones too)."""
-    return await _backend(request).call(
+    return await backend.call(
         ps.SUBSCRIPTIONS, ps.ListSubscriptions(user_id=user.id, include_ended=include_ended)
     )
 
 
 @post("/api/v1/channels/{name:str}/subscriptions", tags=["social"], status_code=201)
 async def add_subscriptions(
-    request: Request[Any, Any, Any], name: str, data: SubscriptionBody
+    request: Request[Any, Any, Any], backend: Backend, name: str, data: SubscriptionBody
 ) -> ps.GiftResult | ps.Subscription:
     """A signed-in user gifts (`gift_to` or `gift_count`, `tier`); with X-Operator-Token, the operator
     grants `username` a subscription of `tier` for `months` (or extends theirs)."""
-    backend = _backend(request)
     if "x-operator-token" in request.headers:
         await operator(request)
         if data.gift_to or data.gift_count:
@@ -136,25 +117,22 @@ async def add_subscriptions(
     return await backend.call(ps.GIFT, gift)
 
 
-@patch("/api/v1/channels/{name:str}/subscriptions/{username:str}", dependencies=OPERATOR, tags=["operator"])
+@patch("/api/v1/channels/{name:str}/subscriptions/{username:str}", tags=["operator"])
 async def change_subscription(
-    request: Request[Any, Any, Any], name: str, username: str, data: SubscriptionChanges, is_operator: bool
+    backend: Backend, name: str, username: str, data: SubscriptionChanges, is_operator: bool
 ) -> ps.Subscription:
     """Operator: change the tier, or ask for (or withdraw) cancellation at the period end."""
-    change = ps.ChangeRequest(
-        channel=name, username=username, tier=data.tier, cancel_at_period_end=data.cancel_at_period_end
-    )
-    return await _backend(request).call(ps.CHANGE, change)
+    change = data.to(ps.ChangeRequest, channel=name, username=username)
+    return await backend.call(ps.CHANGE, change)
 
 
 @delete(
     "/api/v1/channels/{name:str}/subscriptions/{username:str}",
-    dependencies=OPERATOR,
     tags=["operator"],
     status_code=200,
 )
 async def end_subscription(
-    request: Request[Any, Any, Any],
+    backend: Backend,
     name: str,
     username: str,
     is_operator: bool,
@@ -162,15 +140,15 @@ async def end_subscription(
 ) -> ps.Subscription:
     """Operator: end a subscription now (`reason` cancelled or refunded)."""
     change = ps.ChangeRequest(channel=name, username=username, end_now=True, reason=reason)
-    return await _backend(request).call(ps.CHANGE, change)
+    return await backend.call(ps.CHANGE, change)
 
 
 @post("/api/v1/payments/webhook", tags=["payments"], status_code=200)
-async def payment_webhook(request: Request[Any, Any, Any]) -> Response[ps.WebhookResult]:
+async def payment_webhook(request: Request[Any, Any, Any], backend: Backend) -> Response[ps.WebhookResult]:
     """A payment provider's signed event; the raw body and CPC-Signature go to social unparsed."""
     body = await request.body()
     signature = request.headers.get(SIGNATURE_HEADER, "")
-    result = await _backend(request).call(ps.WEBHOOK, ps.WebhookRequest(body=body, signature=signature))
+    result = await backend.call(ps.WEBHOOK, ps.WebhookRequest(body=body, signature=signature))
     return Response(result, status_code=200)
 
 

@@ -84,8 +84,7 @@ class FileCache:
 _cache = FileCache()
 
 
-def _root(request: Request[Any, Any, Any]) -> Path:
-    config: GatewayConfig = request.app.state.config
+def _root(config: GatewayConfig) -> Path:
     return Path(os.path.abspath(config.web_root))
 
 
@@ -117,12 +116,12 @@ def _not_found(request: Request[Any, Any, Any], detail: str, code: str = "not_fo
 
 
 @get(["/", "/{path:path}"], include_in_schema=False)
-async def web_app(request: Request[Any, Any, Any], path: str = "") -> Response[Any]:
+async def web_app(request: Request[Any, Any, Any], config: GatewayConfig, path: str = "") -> Response[Any]:
     """A file of the built web app, or its index.html for an app route (the SPA routes in the browser)."""
     path = path.lstrip("/")
     if path.split("/", 1)[0] in RESERVED:
         return _not_found(request, f"no route for {request.url.path}")
-    root = _root(request)
+    root = _root(config)
     found, cache = resolve(root, path) if path else (None, "")
     if found is not None:
         response = await _file(request, found, cache)
