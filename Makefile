@@ -7,7 +7,14 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/bin/checkov
 
-.PHONY: run test lint typecheck unit integration bench clean setup web
+.PHONY: run test chaos lint typecheck unit integration bench clean setup web system-packages
+
+# Debian packages beyond Python, make and git: found, or installed when root (else the exact sudo command).
+SYSTEM_PACKAGES := libs/devstack/system_packages.sh
+# What `make test` needs: chromium (browser tests), prometheus (promtool checks the alert rules),
+# nodejs and npm (the web app is built before the browser tests), python3-venv (makes .venv).
+system-packages:
+	@PYTHON=$(PYTHON) $(SYSTEM_PACKAGES) python3-venv chromium prometheus nodejs npm
 
 # The web app: rebuilt when its sources or lockfile change (npm ci, then vite build into web/dist).
 WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json \
@@ -17,6 +24,7 @@ WEB_STAMP := web/dist/index.html
 web: $(WEB_STAMP)
 
 $(WEB_STAMP): $(WEB_SOURCES)
+	@$(SYSTEM_PACKAGES) nodejs npm
 	cd web && npm ci --no-audit --no-fund && npm run build
 	touch $(WEB_STAMP)
 
@@ -27,6 +35,7 @@ $(CHECKOV):
 	$(TOOLS)/bin/pip install --quiet 'checkov==3.3.*'
 
 $(STAMP): pyproject.toml
+	@test -x $(PY) || PYTHON=$(PYTHON) $(SYSTEM_PACKAGES) python3-venv
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -42,8 +51,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy libs proto services deploy
 
-test: $(STAMP) $(CHECKOV) $(WEB_STAMP) lint typecheck
+test: system-packages $(STAMP) $(CHECKOV) $(WEB_STAMP) lint typecheck
 	$(PY) -m pytest -q tests
+
+# The chaos suite (tests/chaos, kept out of `make test`): kill -9 every service, nats-server and PostgreSQL
+# one at a time under a mixed load; prints the table of acknowledged/kept/lost/doubled effects and recovery.
+# CPC_CHAOS_FAULTS=social,postgres make chaos runs only those faults.
+chaos: $(STAMP)
+	$(PY) -m pytest -q -s -m chaos tests/chaos
 
 # Every benchmark, one after another (each prints its figures next to a baseline of the same run).
 bench: $(STAMP) $(WEB_STAMP)

@@ -74,7 +74,8 @@ def _row(label: str, latencies: list[float], elapsed: float, baseline_rps: float
 
 async def _measure(stack: Stack, name: str, seconds: float, connections: int) -> None:
     pool = await create_pool(stack.database_url, schema="channel", max_size=connections)
-    handlers = ChannelHandlers(pool, None, None)  # type: ignore[arg-type]
+    # get() reads the store only: the images bucket, the workers and the users copy are never touched.
+    handlers = ChannelHandlers(pool=pool, images=None, executor=None, users=None)  # type: ignore[arg-type]
     nc = await connect(stack.nats_url, name="bench")
     try:
         get = pc.GetChannel(name=name)

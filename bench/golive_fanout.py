@@ -38,9 +38,10 @@ async def _wait_answering(nats_url: str, timeout: float = 60.0) -> None:
 
 
 async def _seed(db: Any, channel_id: str, name: str, followers: int) -> None:
-    """The follower projection in bulk (as if 100,000 follow events had been consumed)."""
+    """The channel's copy and the follower projection in bulk (as if its created event and 100,000 follow
+    events had been consumed)."""
     await db.execute(
-        "INSERT INTO notification.channels (id, name, owner_id) VALUES ($1, $2, $3)",
+        "INSERT INTO notification.copied_channels (channel_id, name, owner_id, version) VALUES ($1, $2, $3, 1)",
         channel_id,
         name,
         new_id(),

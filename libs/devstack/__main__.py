@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import msgspec
 
@@ -35,6 +36,57 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
+class _Platform:
+    """What `run` started, so that whatever it got to is stopped in order: services, NATS, PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.nats: NatsServer | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.procs: list[ServiceProcess] = []
+        self.stopping = False
+
+    def start(self, cfg: DevConfig, data: Path) -> None:
+        """Start NATS, PostgreSQL (unless CPC_DATABASE_URL names one), every service and the gateway."""
+        self.nats = NatsServer(data / "nats", port=cfg.nats_port).start(log_file=data / "nats-server.log")
+        _say(f"nats-server with JetStream on {self.nats.url} (log in {data / 'nats-server.log'})")
+        database_url = os.environ.get("CPC_DATABASE_URL", "")
+        if not database_url:
+            self.postgres = EmbeddedPostgres(data / "postgres").start()
+            asyncio.run(create_database(self.postgres.url(), "cpclive"))
+            database_url = self.postgres.url("cpclive")
+            _say(f"embedded PostgreSQL 16 in {self.postgres.data_dir}")
+        else:
+            _say("using the PostgreSQL named by CPC_DATABASE_URL")
+        base_env = {"CPC_NATS_URL": self.nats.url, "CPC_DATABASE_URL": database_url, "CPC_LOG_JSON": "false"}
+        for i, name in enumerate(discover_services()):
+            env = dict(base_env, CPC_METRICS_PORT=str(cfg.metrics_base_port + i))
+            if name == "gateway":
+                env.update(CPC_HTTP_HOST=cfg.http_host, CPC_HTTP_PORT=str(cfg.http_port))
+            self.procs.append(ServiceProcess(name, env).start())
+
+    def supervise(self) -> None:
+        """Until stopped: a crashed service comes back, at most once a second, as a supervisor would."""
+        restarts: dict[str, float] = {}
+        while not self.stopping:
+            time.sleep(0.25)
+            for i, proc in enumerate(self.procs):
+                recent = time.monotonic() - restarts.get(proc.name, 0.0) < 1.0
+                if not proc.running and not self.stopping and not recent:
+                    code = proc.process.returncode if proc.process else None
+                    _say(f"{proc.name} exited with {code}; restarting")
+                    restarts[proc.name] = time.monotonic()
+                    self.procs[i] = ServiceProcess(proc.name, proc.env).start()
+
+    def stop(self) -> None:
+        """Services first, while NATS and PostgreSQL still answer their goodbyes; then NATS, PostgreSQL."""
+        self.stopping = True
+        stop_all(self.procs)
+        if self.nats is not None:
+            self.nats.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
 def run() -> int:
     """Start NATS, PostgreSQL, every service and the gateway; stop them all on Ctrl-C."""
     try:
@@ -44,49 +96,24 @@ def run() -> int:
         return 2
     data = (ROOT / cfg.data_dir).resolve()  # an absolute CPC_DEV_DATA_DIR stands as it is
     data.mkdir(parents=True, exist_ok=True)
-    nats = NatsServer(data / "nats", port=cfg.nats_port).start(log_file=data / "nats-server.log")
-    _say(f"nats-server with JetStream on {nats.url} (log in {data / 'nats-server.log'})")
-    postgres: EmbeddedPostgres | None = None
-    database_url = os.environ.get("CPC_DATABASE_URL", "")
-    if not database_url:
-        postgres = EmbeddedPostgres(data / "postgres").start()
-        asyncio.run(create_database(postgres.url(), "cpclive"))
-        database_url = postgres.url("cpclive")
-        _say(f"embedded PostgreSQL 16 in {postgres.data_dir}")
-    else:
-        _say("using the PostgreSQL named by CPC_DATABASE_URL")
-    base_env = {"CPC_NATS_URL": nats.url, "CPC_DATABASE_URL": database_url, "CPC_LOG_JSON": "false"}
-    procs: list[ServiceProcess] = []
-    for i, name in enumerate(discover_services()):
-        env = dict(base_env, CPC_METRICS_PORT=str(cfg.metrics_base_port + i))
-        if name == "gateway":
-            env.update(CPC_HTTP_HOST=cfg.http_host, CPC_HTTP_PORT=str(cfg.http_port))
-        procs.append(ServiceProcess(name, env).start())
-    stopping = False
+    platform = _Platform()
 
     def on_signal(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+        platform.stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    _say(f"CPC Live is starting at http://{cfg.http_host}:{cfg.http_port}/  (Ctrl-C stops everything)")
-    restarts: dict[str, float] = {}
-    while not stopping:
-        time.sleep(0.25)
-        for i, proc in enumerate(procs):
-            # A crashed service comes back, at most once a second, as a supervisor would bring it back.
-            recent = time.monotonic() - restarts.get(proc.name, 0.0) < 1.0
-            if not proc.running and not stopping and not recent:
-                code = proc.process.returncode if proc.process else None
-                _say(f"{proc.name} exited with {code}; restarting")
-                restarts[proc.name] = time.monotonic()
-                procs[i] = ServiceProcess(proc.name, proc.env).start()
-    _say("stopping")
-    stop_all(procs)
-    nats.stop()
-    if postgres is not None:
-        postgres.stop()
+    try:
+        platform.start(cfg, data)
+        # From here Ctrl-C only asks the loop to stop; before, its KeyboardInterrupt lands in `finally`.
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        _say(f"CPC Live is starting at http://{cfg.http_host}:{cfg.http_port}/  (Ctrl-C stops everything)")
+        platform.supervise()
+    finally:
+        # A second Ctrl-C must not cut the stop short.
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        _say("stopping")
+        platform.stop()
     _say("stopped; data kept in " + str(data))
     return 0
 

@@ -26,10 +26,23 @@ def nats_server_binary() -> str:
 class NatsServer:
     """A nats-server process listening on 127.0.0.1 with its JetStream store in `data_dir`."""
 
-    def __init__(self, data_dir: Path, *, port: int = 0, max_payload_mb: int = 8) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        max_payload_mb: int = 8,
+        sync_always: bool = True,
+        extra_conf: str = "",
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.max_payload_mb = max_payload_mb
+        # fsync every write before JetStream acknowledges it: without it (nats-server's default syncs
+        # every 2 minutes) an OS crash or power loss loses events whose outbox rows are already deleted.
+        self.sync_always = sync_always
+        # More configuration blocks (a cluster's `server_name` and `cluster {...}`, say).
+        self.extra_conf = extra_conf
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,11 +58,19 @@ class NatsServer:
         conf.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
             f"max_payload: {self.max_payload_mb}MB\n"
-            f'jetstream {{\n  store_dir: "{store}"\n  max_memory_store: 1GB\n}}\n'
+            f'jetstream {{\n  store_dir: "{store}"\n  max_memory_store: 1GB\n'
+            + ("  sync_interval: always\n" if self.sync_always else "")
+            + "}\n"
+            + self.extra_conf
         )
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT
+            [nats_server_binary(), "-c", str(conf)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # Ctrl-C reaches the supervisor only: it stops the services first, while NATS still answers
+            # their goodbyes; a NATS gone before them would fill the terminal with reconnect warnings.
+            start_new_session=True,
         )
         wait_for_port("127.0.0.1", self.port)
         return self

@@ -27,15 +27,38 @@ class EmbeddedPostgres:
         self._server = get_server(self.data_dir, cleanup_mode="stop" if self.keep else "delete")
         return self
 
+    def halt(self) -> None:
+        """Stop the server as an outage would (`pg_ctl stop -m fast`: sessions are cut off), keeping
+        its folder so that `resume()` starts it again."""
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        assert self._server is not None, "the server was not started"
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user)
+
+    def resume(self) -> None:
+        """Start the server again after `halt()` (same folder and socket); returns once it accepts."""
+        assert self._server is not None, "the server was not started"
+        self._server.ensure_postgres_running()
+
     def url(self, database: str = "postgres") -> str:
         """asyncpg DSN for `database` over the server's socket."""
         return f"postgresql://postgres@/{database}?host={quote(str(self.data_dir))}"
 
     def stop(self) -> None:
-        """Stop the server (and delete its folder when it is not kept)."""
+        """Stop the server (and delete its folder when it is not kept), also when it was started again
+        by hand (`pg_ctl start`, as in an outage drill under `make run`)."""
         if self._server is not None:
+            self._adopt_running()
             self._server.cleanup()
             self._server = None
+
+    def _adopt_running(self) -> None:
+        """pgserver stops only the postmaster it knows; one started since by hand would outlive us."""
+        from pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        if info is not None and info.is_running():
+            self._server._postmaster_info = info
 
 
 async def create_database(admin_url: str, name: str, *, drop_first: bool = False) -> None:

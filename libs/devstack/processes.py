@@ -40,6 +40,7 @@ class ServiceProcess:
         self.prefix = f"{name:<{prefix_width}}| "
         self.process: subprocess.Popen[bytes] | None = None
         self._pump: threading.Thread | None = None
+        self._terminated = False
 
     def start(self) -> ServiceProcess:
         """Start the process."""
@@ -78,13 +79,16 @@ class ServiceProcess:
         """SIGTERM, without waiting."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, then SIGKILL; returns the exit code."""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            # Once only: uvicorn takes a second SIGTERM as "exit now" and cuts its lifespan shutdown short.
+            if not self._terminated:
+                self.terminate()
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -105,6 +105,10 @@ class Stack:
                 CPC_SUBSCRIPTION_GRACE_SECONDS="0",
                 CPC_SUBSCRIPTION_SWEEP_SECONDS="0.5",
             )
+        if name == "notification":
+            # Web Push is sent when the fan-out wakes its worker; a poll this long would make a missed
+            # wake-up fail the push test instead of hiding behind the poll.
+            env.update(CPC_PUSH_POLL_SECONDS="60")
         if name == "transcode":
             # A small ladder and short segments keep media tests at seconds of CPU on 2 cores.
             # Sessions that other tests start without media are let go after 8 s instead of holding a slot.

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from libs.devstack.ports import free_port, free_port_block
@@ -56,7 +57,9 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    # What Ctrl-C does: SIGINT to the terminal's whole foreground process group (make, the supervisor
+    # and whatever it did not start in a session of its own).
+    os.killpg(proc.pid, signal.SIGINT)
     return proc.wait(timeout=60)
 
 
@@ -97,3 +100,94 @@ def test_make_run_serves_the_readme_flow_and_keeps_data(tmp_path: Path) -> None:
         assert httpx.get(base + "/api/v1/channels/alice").status_code == 200
     finally:
         assert _stop(proc) == 0
+
+
+# What a Ctrl-C on `make run` must not print: a failed lifespan, a traceback, NATS going away under a
+# service that still runs, a service or worker failing on its way out.
+SHUTDOWN_NOISE = (
+    "Application shutdown failed",
+    "Traceback",
+    "nats_disconnected",
+    "nats_error",
+    "nats_reconnected",
+    "worker_step_failed",
+    "task_crashed",
+    "exited with",
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_make_run_stops_every_process_quietly(tmp_path: Path) -> None:
+    """Services stop before NATS and PostgreSQL, each says so, and nothing complains on the way out."""
+    port, metrics = free_port(), free_port_block(len(discover_services()))
+    log = tmp_path / "devstack.log"
+    proc = _start(tmp_path / "data", port, metrics, log)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        # Ctrl-C reaches the supervisor alone, which then stops the rest in order: were NATS in its
+        # group, NATS would quit at once, under services still running.
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children
+        in_group = [c.name() for c in children if os.getpgid(c.pid) == proc.pid]
+        assert not in_group, f"{in_group} would get Ctrl-C at once with the supervisor"
+    finally:
+        code = _stop(proc)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    for noise in SHUTDOWN_NOISE:
+        assert noise not in text, text[-3000:]
+    stopping = text[text.index("devstack    | stopping") :]
+    for name in discover_services():
+        said = "Application shutdown complete" if name == "gateway" else "service_stopped"
+        assert re.search(rf"^{name}\s*\| .*{said}", stopping, re.M), (
+            f"{name} did not stop cleanly:\n{stopping}"
+        )
+    assert "devstack    | stopped; data kept in " in stopping.splitlines()[-1]
+
+
+SYSTEM_PACKAGES = ROOT / "libs" / "devstack" / "system_packages.sh"
+
+
+def test_system_packages_not_root_stops_at_once_with_the_exact_command(tmp_path: Path) -> None:
+    """Without root, missing packages stop `make` within seconds, printing the sudo line to run."""
+    # An empty PATH hides promtool, node and npm; /usr/bin/chromium is looked for by its path.
+    argv = ["/bin/bash", str(SYSTEM_PACKAGES), "prometheus", "nodejs", "npm"]
+    if os.geteuid() == 0:
+        argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    started = time.monotonic()
+    result = subprocess.run(argv, env={"PATH": str(tmp_path)}, capture_output=True, text=True, timeout=10)
+    assert time.monotonic() - started < 5
+    assert result.returncode == 1
+    assert "    sudo apt-get install -y prometheus nodejs npm\n" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installing packages is what root does")
+def test_system_packages_as_root_update_once_and_install_only_what_is_missing(tmp_path: Path) -> None:
+    """As root, one apt-get update, then one apt-get install -y of just the missing packages."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "apt-get"
+    # A stand-in apt-get that notes its arguments and "installs" node and npm into this PATH.
+    fake.write_text(
+        '#!/bin/sh\necho "$*" >> "$CALLS"\n'
+        'case "$1" in install) for t in node npm; do echo "#!/bin/sh" > "$BIN/$t";'
+        ' /bin/chmod +x "$BIN/$t"; done;; esac\n'
+    )
+    fake.chmod(0o755)
+    result = subprocess.run(
+        ["/bin/bash", str(SYSTEM_PACKAGES), "chromium", "nodejs", "npm"],
+        env={"PATH": str(tmp_path), "BIN": str(tmp_path), "CALLS": str(calls)},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == ["update -qq", "install -y -qq nodejs npm"]
+    # Nothing missing: apt-get is not called at all.
+    again = subprocess.run(
+        ["/bin/bash", str(SYSTEM_PACKAGES), "nodejs", "npm"],
+        env={"PATH": str(tmp_path), "BIN": str(tmp_path), "CALLS": str(calls)},
+        capture_output=True,
+        timeout=10,
+    )
+    assert again.returncode == 0
+    assert len(calls.read_text().splitlines()) == 2
