@@ -73,6 +73,8 @@ def test_each_environment_has_what_the_operator_needs(rendered: dict[str, Path])
         assert not any(k == "Secret" for k, _ in kinds), "secrets are created by the operator, never shipped"
         nats = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats")
         assert nats["spec"]["replicas"] == 3
+        conf = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config")
+        assert "sync_interval: always" in conf["data"]["nats.conf"], "JetStream must fsync before it acks"
         for dep in (o for o in objects if o["kind"] == "Deployment"):
             name = dep["metadata"]["name"]
             assert {

@@ -40,6 +40,9 @@ interface Emote {
   urls: Record<string, string>;
 }
 
+// A line refused with 503 is sent again (same nonce) this many times before the reader is told.
+const MAX_RESENDS = 8;
+
 const BADGE_LABEL: Record<string, string> = {
   broadcaster: "Broadcaster",
   moderator: "Moderator",
@@ -78,6 +81,7 @@ export class ChatPanel {
   private me: Me | null = null;
   private seen = new Set<string>();
   private pending = new Map<string, string>();
+  private retries = new Map<string, number>(); // nonce -> times sent again after a 503
   private closed = false;
   private blockTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -175,14 +179,37 @@ export class ChatPanel {
         break;
       case "ack":
         this.pending.delete(frame.nonce);
+        this.retries.delete(frame.nonce);
         if (frame.kind === "command" && frame.detail) this.say(frame.detail, false);
         break;
       case "error":
-        if (frame.nonce && frame.status !== 503) this.pending.delete(frame.nonce);
+        if (frame.nonce && frame.status === 503 && this.pending.has(frame.nonce)) {
+          // The chat service could not take the line just now (a restart, a stream electing its leader):
+          // send it again under the same nonce, which the server makes the same message, so it lands once.
+          this.resend(frame.nonce, frame.retry_after);
+          break;
+        }
+        if (frame.nonce) this.pending.delete(frame.nonce);
         if (frame.code === "timed_out" || frame.code === "banned") this.block(frame.detail, frame.retry_at ?? null);
         else this.say(frame.detail, true);
         break;
     }
+  }
+
+  private resend(nonce: string, retryAfter: number | undefined): void {
+    const tries = (this.retries.get(nonce) ?? 0) + 1;
+    this.retries.set(nonce, tries);
+    if (tries > MAX_RESENDS) {
+      this.pending.delete(nonce);
+      this.retries.delete(nonce);
+      this.say("Chat is unavailable right now; your message was not sent.", true);
+      return;
+    }
+    const delay = Math.min(5000, Math.max(250, (retryAfter ?? 0.5 * tries) * 1000));
+    setTimeout(() => {
+      const text = this.pending.get(nonce);
+      if (text !== undefined) this.socket?.send(JSON.stringify({ type: "send", nonce, text }));
+    }, delay);
   }
 
   private showModes(m: Modes): void {
