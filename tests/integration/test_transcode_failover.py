@@ -77,10 +77,10 @@ async def test_killed_transcoder_is_replaced(isolated: Isolated) -> None:
             audio_codec="opus",
         ),
     )
-    feeding = asyncio.create_task(SyntheticBroadcast(nc, session_id, width=256, height=144).run(14.0))
+    feeding = asyncio.create_task(SyntheticBroadcast(nc, session_id, width=256, height=144).run(60.0))
     try:
         bucket = await _until(lambda: _bucket(js), 10, "the bucket")
-        before = await _until(lambda: _numbers(bucket, channel), 15, "first segments")
+        before = await _until(lambda: _numbers(bucket, channel), 40, "first segments")
         owner = next(p for p in replicas if _took(p, session_id))
         other = next(p for p in replicas if p is not owner)
         owner.kill()
@@ -89,7 +89,7 @@ async def test_killed_transcoder_is_replaced(isolated: Isolated) -> None:
             lambda: asyncio.to_thread(_took, other, session_id), 10, "the other replica to take over"
         )
         assert time.monotonic() - killed_at < 8
-        after = await _until(lambda: _grown(bucket, channel, max(before) + 2), 15, "new segments")
+        after = await _until(lambda: _grown(bucket, channel, max(before) + 2), 30, "new segments")
         assert after == sorted(set(after)), after
         assert after == list(range(after[0], after[-1] + 1)), after
         newest = (await bucket.get(pt.media_object(channel, session_id, "v0", f"{after[-1]}.webm"))).data
