@@ -34,6 +34,8 @@ from proto.base import Entity, Event, StreamSpec
 __all__ = ["Runtime", "ServiceConfig", "run_service"]
 
 log = get_logger("runtime")
+# How long stopping waits for each of: background tasks, the NATS drain, the pool's connections.
+STOP_SECONDS = 10.0
 
 E = TypeVar("E", bound=msgspec.Struct)
 
@@ -114,14 +116,22 @@ class Runtime:
                 await svc.stop()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _, stuck = await asyncio.wait(self._tasks, timeout=STOP_SECONDS) if self._tasks else (set(), set())
+        if stuck:
+            log.warning("tasks_not_stopped", tasks=sorted(t.get_name() for t in stuck))
         if self._relay is not None:
             await self._relay.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await asyncio.wait_for(self.nc.drain(), STOP_SECONDS)
         if self._pool is not None:
-            await self._pool.close()
+            # close() waits for every connection to come back; one held by a stuck query would keep the
+            # process from ever ending, so after the deadline the rest are closed under it.
+            try:
+                await asyncio.wait_for(self._pool.close(), STOP_SECONDS)
+            except TimeoutError:
+                log.warning("pool_not_closed_in_time", seconds=STOP_SECONDS)
+                self._pool.terminate()
         log.info("service_stopped")
 
     @property
