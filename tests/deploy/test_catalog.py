@@ -85,8 +85,12 @@ def test_compose_file_parses_and_every_service_it_runs_exists_in_the_code() -> N
             else:
                 assert source in compose["volumes"], f"{name} uses undeclared volume {source}"
     assert set(services["gateway"]["depends_on"]) >= set(ours) - {"gateway"}
-    assert "--jetstream" in services["nats"]["command"]
-    assert services["nats"]["volumes"] == ["nats-data:/data"]
+    # nats-server reads deploy/nats/nats.conf (JetStream, fsync of every write): tests/deploy/test_compose_nats.py
+    assert services["nats"]["command"] == ["--config", "/etc/nats/nats.conf"]
+    assert services["nats"]["volumes"] == [
+        "./deploy/nats/nats.conf:/etc/nats/nats.conf:ro",
+        "nats-data:/data",
+    ]
     scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
     assert targets == {f"{n}:{s['environment']['CPC_METRICS_PORT']}" for n, s in ours.items()}
