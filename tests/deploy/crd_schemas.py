@@ -46,6 +46,9 @@ def _resource(api_version: str, kind: str, spec: Schema) -> Schema:
 _CLUSTER_SPEC = _obj(
     {
         "instances": {"type": "integer", "minimum": 1},
+        "minSyncReplicas": {"type": "integer", "minimum": 0},
+        "maxSyncReplicas": {"type": "integer", "minimum": 0},
+        "enablePDB": _BOOL,
         "imageName": _STR,
         "primaryUpdateStrategy": {"enum": ["unsupervised", "supervised"]},
         "inheritedMetadata": _obj({"labels": _LABELS, "annotations": _LABELS}),

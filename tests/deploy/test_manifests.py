@@ -103,6 +103,35 @@ def test_each_environment_has_what_the_operator_needs(rendered: dict[str, Path])
             } <= kinds
 
 
+def test_a_drain_keeps_the_nats_quorum_and_a_failover_keeps_every_commit(rendered: dict[str, Path]) -> None:
+    """Every overlay: a PodDisruptionBudget lets only one of the three NATS nodes go at a time (R3 streams
+    keep their quorum). Production: CloudNativePG commits on one synchronous replica before it returns, and
+    keeps its own PodDisruptionBudgets; dev runs one PostgreSQL pod, with no replica to fail over to."""
+    for overlay, path in rendered.items():
+        objects = _objects(path)
+        nats = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats")
+        budgets = [
+            o
+            for o in objects
+            if o["kind"] == "PodDisruptionBudget"
+            and o["spec"]["selector"]["matchLabels"].items()
+            <= nats["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert [b["spec"] for b in budgets] == [
+            {"maxUnavailable": 1, "selector": nats["spec"]["selector"]}
+        ], f"{overlay}: the NATS pods need exactly one PodDisruptionBudget with maxUnavailable 1"
+        clusters = [o for o in objects if o["kind"] == "Cluster"]
+        if overlay == "dev":
+            assert clusters == []
+            continue
+        (cluster,) = clusters
+        spec = cluster["spec"]
+        where = f"{overlay}: Cluster/{cluster['metadata']['name']}"
+        assert spec["minSyncReplicas"] >= 1, f"{where}: a commit must reach a replica before it returns"
+        assert spec["minSyncReplicas"] <= spec["maxSyncReplicas"] < spec["instances"], where
+        assert spec.get("enablePDB", True) is True, f"{where}: the operator's PodDisruptionBudgets are needed"
+
+
 def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
     rules = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "deploy/grafana/alerts").glob("*.yml"))
     result = run_tool("promtool", "check", "rules", *rules)
