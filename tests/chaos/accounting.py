@@ -39,6 +39,7 @@ class Tally:
     doubled: int = 0
     failed: int = 0
     recovery: float = 0.0
+    slowest: str = ""  # the kind whose recovery took longest
     viewer_gap: float = 0.0
     collateral: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -48,19 +49,22 @@ class Tally:
         return self.expected - self.kept
 
 
-def recovery_seconds(target: Target, killed_at: float) -> float:
+def recovery_by_kind(target: Target, killed_at: float) -> dict[str, float]:
     """Per kind, the end of the first acknowledged request after its last failure (or after the kill when
-    none failed); the slowest kind's time since the kill."""
-    worst = 0.0
+    none failed), in seconds since the kill; inf for a kind not acknowledged again yet."""
+    times: dict[str, float] = {}
     for kind in KINDS:
         attempts = [a for a in target.attempts if a.kind == kind and a.end >= killed_at]
         failed = [a.end for a in attempts if not a.ok]
         after = max(failed) if failed else killed_at
         oks = [a.end for a in attempts if a.ok and a.start >= after - 1e-9]
-        if not oks:
-            return float("inf")
-        worst = max(worst, min(oks) - killed_at)
-    return worst
+        times[kind] = min(oks) - killed_at if oks else float("inf")
+    return times
+
+
+def recovery_seconds(target: Target, killed_at: float) -> float:
+    """The slowest kind's recovery (see recovery_by_kind)."""
+    return max(recovery_by_kind(target, killed_at).values())
 
 
 async def _pages(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None) -> list[Any]:
@@ -179,12 +183,12 @@ def table(rows: list[Tally]) -> str:
     """The chaos table."""
     head = (
         f"{'fault':<13}{'acked':>7}{'failed':>8}{'effects':>9}{'kept':>7}{'lost':>6}{'doubled':>9}"
-        f"{'recovery s':>12}{'viewer gap s':>14}  restarted too"
+        f"{'recovery s':>12}{'slowest':>9}{'viewer gap s':>14}  restarted too"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.fault:<13}{r.acked:>7}{r.failed:>8}{r.expected:>9}{r.kept:>7}{r.lost:>6}{r.doubled:>9}"
-            f"{r.recovery:>12.2f}{r.viewer_gap:>14.2f}  {','.join(r.collateral) or '-'}"
+            f"{r.recovery:>12.2f}{r.slowest:>9}{r.viewer_gap:>14.2f}  {','.join(r.collateral) or '-'}"
         )
     return "\n".join(lines)

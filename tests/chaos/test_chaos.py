@@ -17,7 +17,7 @@ import pytest
 from libs.devstack.nats_cluster import ClusterStack
 from libs.devstack.stack import Stack
 from tests.chaos import faults
-from tests.chaos.accounting import Tally, recovery_seconds, settle, table
+from tests.chaos.accounting import Tally, recovery_by_kind, recovery_seconds, settle, table
 from tests.chaos.load import KINDS, Hooks, Load, User, Viewer, prepare, register
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
@@ -125,7 +125,15 @@ async def one_fault(
         await asyncio.sleep(1.0)  # a little more load after recovery
         tally.collateral = injected.collateral
         tally.viewer_gap = viewer.gap
-        tally.recovery = recovery_seconds(target, injected.killed_at) if settled else float("inf")
+        times = recovery_by_kind(target, injected.killed_at)
+        for a in target.attempts:
+            if not a.ok and a.end >= injected.killed_at:
+                since = a.start - injected.killed_at
+                print(
+                    f"  {fault}: {a.kind} failed {since:+.2f}..{a.end - injected.killed_at:+.2f} s: {a.detail}"
+                )
+        tally.slowest = max(times, key=times.__getitem__)
+        tally.recovery = times[tally.slowest] if settled else float("inf")
     finally:
         await load.stop()
     await settle(stack.url, hooks, target, tally)
