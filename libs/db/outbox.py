@@ -3,8 +3,8 @@ then relayed to JetStream with `Nats-Msg-Id = event_id`, so a crash can neither 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +18,7 @@ from libs.faults import failpoint
 from libs.obs.logging import get_logger
 from libs.obs.tracing import inject_context
 
-__all__ = ["OUTBOX_DDL", "OutboxRelay", "add_event"]
+__all__ = ["OUTBOX_DDL", "OutboxRelay", "add_event", "relay_lock_key"]
 
 log = get_logger("outbox")
 
@@ -38,6 +38,12 @@ def _channel(schema: str) -> str:
     return f"cpc_outbox_{schema}"
 
 
+def relay_lock_key(schema: str) -> int:
+    """The advisory lock key whose holder is the one relay of `schema` (a stable 63-bit hash)."""
+    digest = hashlib.blake2b(f"cpc-outbox-relay/{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
 async def add_event(conn: Connection, event: Event) -> None:
     """Record `event` in the caller's transaction; the relay publishes it once the transaction commits."""
     await conn.execute(
@@ -52,8 +58,11 @@ async def add_event(conn: Connection, event: Event) -> None:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order; several replicas share the table with SKIP LOCKED.
-    Its `step` runs in a `libs.worker.Worker`, woken by the NOTIFY of each commit."""
+    """Publishes committed outbox rows in commit (seq) order, one batch at a time. Of the replicas of a
+    service only the leader sends: the one holding the schema's advisory lock, taken with
+    `pg_try_advisory_lock` on the connection it also listens on; if that connection is lost PostgreSQL
+    releases the lock and another replica's next step takes it. Its `step` runs in a `libs.worker.Worker`,
+    woken by the NOTIFY of each commit (and every second, which is also how a follower retries the lock)."""
 
     def __init__(self, pool: Pool, js: JetStreamContext, schema: str, *, batch: int = 200) -> None:
         self._pool = pool
@@ -61,11 +70,15 @@ class OutboxRelay:
         self._schema = schema
         self._batch = batch
         self._listener: Connection | None = None
+        self.leading = False
         self.on_notify: Callable[[], None] = lambda: None
 
     async def step(self) -> bool:
-        """Listen for commits (again, after a lost connection), then relay one batch; True if more wait."""
+        """Listen for commits and hold the lead (again, after a lost connection), then relay one batch
+        if leading; True if more wait."""
         await self._listen()
+        if not await self._lead():
+            return False
         return await self.relay_once() > 0
 
     def _listening(self) -> bool:
@@ -90,11 +103,37 @@ class OutboxRelay:
             raise
         self._listener = listener
 
+    async def _lead(self) -> bool:
+        """Whether this relay holds the schema's relay lock, trying to take it when not. A leader checks
+        its connection is alive on each step: a lost one has lost the lock too (and another replica may
+        hold it now), so it gives the connection back and tries again on the next step."""
+        listener = self._listener
+        assert listener is not None
+        try:
+            if self.leading:
+                await listener.fetchval("SELECT 1")
+                return True
+            key = relay_lock_key(self._schema)
+            got = bool(await listener.fetchval("SELECT pg_try_advisory_lock($1)", key))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if self.leading:
+                log.warning("outbox_relay_lead_lost", schema=self._schema)
+            await self.close()
+            raise
+        if got:
+            self.leading = True
+            log.info("outbox_relay_leading", schema=self._schema)
+        return got
+
     async def close(self) -> None:
-        """Give the listening connection back to the pool."""
+        """Give up the lead and give the listening connection back to the pool."""
         listener, self._listener = self._listener, None
+        leading, self.leading = self.leading, False
         if listener is None:
             return
+        if leading:
+            with contextlib.suppress(Exception):
+                await listener.fetchval("SELECT pg_advisory_unlock($1)", relay_lock_key(self._schema))
         with contextlib.suppress(Exception):
             await listener.remove_listener(_channel(self._schema), self._notified)
         with contextlib.suppress(Exception):
@@ -104,29 +143,35 @@ class OutboxRelay:
         self.on_notify()
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending rows and delete them; returns how many were relayed."""
+        """Publish the oldest batch of pending rows one after another, each after the previous one's
+        PubAck, and delete those acknowledged; returns how many were relayed. A failed publish ends the
+        batch there, so a later row never reaches the stream before an earlier one."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # FOR UPDATE without SKIP LOCKED: a relay that lost the lead mid-batch still holds these rows,
+            # and its successor waits for that batch to end instead of sending rows behind it.
             rows = await conn.fetch(
                 "SELECT seq, event_id, subject, payload, headers FROM outbox"
-                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                " ORDER BY seq LIMIT $1 FOR UPDATE",
                 self._batch,
             )
             if not rows:
                 return 0
             failpoint("outbox.before_publish")
-            # Published in order on one connection, acks awaited together.
-            await asyncio.gather(
-                *(
-                    publish_encoded(
-                        self._js,
-                        r["subject"],
-                        bytes(r["payload"]),
-                        msg_id=r["event_id"],
-                        headers=r["headers"],
+            sent: list[int] = []
+            failed: Exception | None = None
+            for r in rows:
+                try:
+                    payload = bytes(r["payload"])
+                    await publish_encoded(
+                        self._js, r["subject"], payload, msg_id=r["event_id"], headers=r["headers"]
                     )
-                    for r in rows
-                )
-            )
-            failpoint("outbox.after_publish")
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
-        return len(rows)
+                except Exception as exc:  # NATS away: keep what was acknowledged, retry the rest later
+                    failed = exc
+                    break
+                sent.append(r["seq"])
+            if sent:
+                failpoint("outbox.after_publish")
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", sent)
+        if failed is not None:
+            raise failed
+        return len(sent)
