@@ -139,3 +139,35 @@ async def test_chat_emotes_markup_mentions_modes_and_timeout(
         assert page.errors == [], page.errors
         assert getattr(page, "dialogs", []) == []
         await page.context.close()
+
+
+async def test_a_line_refused_while_chat_restarts_is_sent_again_and_lands_once(
+    api: httpx.Client, stack: Any, chromium: Any
+) -> None:
+    """The chat service stops: a line typed meanwhile is answered 503 and the page sends it again under
+    the same nonce until the service is back; a second reader sees it exactly once, and no error shows."""
+    owner, reader = unique_name("o"), unique_name("r")
+    owner_h = register(api, owner)
+    register(api, reader)
+    r = api.post(
+        "/api/v1/channels", json={"name": owner, "title": "Restart test", "category": "Art"}, headers=owner_h
+    )
+    assert r.status_code == 201, r.text
+    writer_page = await _chat_page(chromium, stack.url, owner, owner)
+    reader_page = await _chat_page(chromium, stack.url, reader, owner)
+    text = f"said while chat was away {unique_name('t')}"
+    chat = stack.procs["chat"]
+    try:
+        chat.stop()
+        await _say(writer_page, text)
+        # Refused (no chat service answers): kept by the page, not shown as an error, not delivered.
+        await writer_page.wait_for_timeout(1500)
+        assert await reader_page.locator(".chat-line", has_text=text).count() == 0
+        assert await writer_page.locator(".chat-notice.error:visible").count() == 0
+    finally:
+        stack.start_service("chat")
+    line = reader_page.locator(".chat-line", has_text=text)
+    await line.wait_for(timeout=30_000)
+    await reader_page.wait_for_timeout(2000)  # a second copy would have arrived by now
+    assert await line.count() == 1
+    assert await writer_page.locator(".chat-line", has_text=text).count() == 1
