@@ -15,39 +15,25 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
-from nats import errors as nats_errors
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js import errors as js_errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind
 
 from libs.bus import deadletters
 from libs.bus.codec import Event, decode
-from libs.bus.errors import Poison, RetryLater, ServiceUnavailable
+from libs.bus.errors import Poison, RetryLater, is_unavailable
 from libs.obs.logging import get_logger
 from libs.obs.metrics import HANDLED, HANDLING_SECONDS
 from libs.obs.tracing import extract_context, tracer
 
-__all__ = ["ConsumerSpec", "EventHandler", "consume", "is_unavailable"]
+__all__ = ["ConsumerSpec", "EventHandler", "consume", "is_unavailable"]  # is_unavailable: libs.bus.errors
 
 log = get_logger("bus")
 
 EventHandler = Callable[[Any], Awaitable[None]]
 
 RETRY_MAX_SECONDS = 5.0
-# NATS errors that mean "not reachable now" (TimeoutError is an OSError already).
-_NATS_AWAY = (
-    nats_errors.ConnectionClosedError,
-    nats_errors.ConnectionDrainingError,
-    nats_errors.ConnectionReconnectingError,
-    nats_errors.NoRespondersError,
-    nats_errors.NoServersError,
-    nats_errors.OutboundBufferLimitError,
-    nats_errors.StaleConnectionError,
-    js_errors.NoStreamResponseError,
-    js_errors.ServiceUnavailableError,
-)
 # Failures remembered per process; an event pushed out only gets more tries before its dead letter.
 _REMEMBERED_FAILURES = 10_000
 
@@ -104,26 +90,6 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
     def backoff(self, attempt: int) -> float:
         """Seconds before delivery `attempt + 1` of a failing event."""
         return float(min(self.retry_max_seconds, 0.25 * 2 ** min(16, max(0, attempt - 1))))
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """True when `exc` (or what caused it) says a dependency is away rather than the event being bad:
-    a lost connection or timeout, PostgreSQL refusing or shutting down, no service answering."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (OSError, ServiceUnavailable, *_NATS_AWAY)):
-            return True
-        # SQLSTATE 08 connection exception, 57P admin/crash shutdown or starting up, 53300 too many
-        # connections (asyncpg sets .sqlstate; read by name so the bus does not import asyncpg).
-        state = str(getattr(current, "sqlstate", "") or "")
-        if state.startswith(("08", "57P")) or state == "53300":
-            return True
-        if type(current).__name__ in ("InterfaceError", "ConnectionDoesNotExistError"):
-            return True  # asyncpg: the connection was closed under the query
-        current = current.__cause__ or current.__context__
-    return False
 
 
 async def consume(js: JetStreamContext, spec: ConsumerSpec, handler: EventHandler) -> None:

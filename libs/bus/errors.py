@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import msgspec
+from nats import errors as nats_errors
+from nats.js import errors as js_errors
 
 __all__ = [
     "BadRequest",
@@ -21,6 +23,9 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "error_from_body",
+    "is_unavailable",
+    "register_unavailable",
+    "unavailable_dependency",
 ]
 
 
@@ -110,3 +115,47 @@ class RetryLater(Exception):
 
 class Poison(Exception):
     """Raised by an event handler: the message can never be handled; terminate it and log why."""
+
+
+# What says "a dependency is away now", not "this request or event is bad": the type, and the dependency
+# it names. libs/db/pool.py adds asyncpg's connection errors, so the bus never imports asyncpg.
+_UNAVAILABLE: dict[type[BaseException], str] = {
+    nats_errors.ConnectionClosedError: "NATS",
+    nats_errors.ConnectionDrainingError: "NATS",
+    nats_errors.ConnectionReconnectingError: "NATS",
+    nats_errors.NoRespondersError: "NATS",
+    nats_errors.NoServersError: "NATS",
+    nats_errors.OutboundBufferLimitError: "NATS",
+    nats_errors.StaleConnectionError: "NATS",
+    nats_errors.TimeoutError: "NATS",
+    js_errors.NoStreamResponseError: "NATS JetStream",
+    js_errors.ServiceUnavailableError: "NATS JetStream",
+    ServiceUnavailable: "a service",
+    OSError: "a server this service needs",  # refused, reset or timed out (TimeoutError is an OSError)
+}
+
+
+def register_unavailable(*types: type[BaseException], dependency: str) -> None:
+    """Declare that an exception of `types` means `dependency` (e.g. "PostgreSQL") is away."""
+    for t in types:
+        _UNAVAILABLE[t] = dependency
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """The dependency `exc` (or what caused it) says is away, or None when it is another failure. The
+    most specific registered type wins: asyncpg's errors name PostgreSQL though some are OSErrors too."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for klass in type(current).__mro__:
+            if klass in _UNAVAILABLE:
+                return _UNAVAILABLE[klass]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says a dependency is away rather than the request or event
+    being bad: a lost connection or timeout, PostgreSQL refusing or shutting down, no service answering."""
+    return unavailable_dependency(exc) is not None

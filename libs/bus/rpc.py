@@ -18,7 +18,14 @@ from nats.micro.service import Service
 from opentelemetry.trace import SpanKind
 
 from libs.bus.codec import decode, encode
-from libs.bus.errors import BadRequest, ErrorBody, ServiceError, ServiceUnavailable, error_from_body
+from libs.bus.errors import (
+    BadRequest,
+    ErrorBody,
+    ServiceError,
+    ServiceUnavailable,
+    error_from_body,
+    unavailable_dependency,
+)
 from libs.obs.logging import get_logger
 from libs.obs.metrics import HANDLED, HANDLING_SECONDS
 from libs.obs.tracing import extract_context, inject_context, tracer
@@ -104,15 +111,28 @@ async def _answer(msg_request: Request, r: Route[Any, Any]) -> None:
             outcome = exc.code
             body = exc.body()
             await msg_request.respond_error(str(body.status), body.detail, data=encode(body))
-        except Exception:
-            outcome = "error"
-            log.exception("request_failed", subject=subject)
-            body = ErrorBody(status=500, code="internal", detail="internal error")
-            await msg_request.respond_error("500", body.detail, data=encode(body))
+        except Exception as exc:
+            body = _failure_body(subject, exc)
+            outcome = "error" if body.status == 500 else body.code  # "error" is what the alert counts
+            await msg_request.respond_error(str(body.status), body.detail, data=encode(body))
     elapsed = time.perf_counter() - started
     HANDLED.labels(subject, "request", outcome).inc()
     HANDLING_SECONDS.labels(subject, "request").observe(elapsed)
     log.info("request_handled", subject=subject, outcome=outcome, ms=round(elapsed * 1000, 2))
+
+
+def _failure_body(subject: str, exc: Exception) -> ErrorBody:
+    """A dependency away (PostgreSQL down, say) is a 503 the caller may retry in a second, logged in one
+    line; anything else is a bug: a 500 whose traceback goes to the log, never to the caller."""
+    dependency = unavailable_dependency(exc)
+    if dependency is None:
+        log.exception("request_failed", subject=subject)
+        return ErrorBody(status=500, code="internal", detail="internal error")
+    log.warning("request_dependency_unavailable", subject=subject, dependency=dependency, error=str(exc))
+    error = ServiceUnavailable(
+        f"{dependency} is unavailable; try again shortly", code="dependency_unavailable", retry_after=1
+    )
+    return error.body()
 
 
 async def serve(
@@ -123,9 +143,18 @@ async def serve(
     description: str,
     routes: Sequence[Route[Any, Any]],
     concurrency: int = 256,
+    health: Callable[[], dict[str, bool]] | None = None,
 ) -> Service:
-    """Register `routes` as endpoints of a discoverable NATS service; requests run concurrently."""
-    service = await micro.add_service(nc, name=name, version=version, description=description)
+    """Register `routes` as endpoints of a discoverable NATS service; requests run concurrently.
+    `health()` (e.g. {"postgres": False}) is each endpoint's `data` in `$SRV.STATS.<name>` replies, which
+    is how the gateway's /readyz learns which dependency of a service is away."""
+    service = await micro.add_service(
+        nc,
+        name=name,
+        version=version,
+        description=description,
+        stats_handler=(lambda _: health()) if health is not None else None,
+    )
     limit = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
 
