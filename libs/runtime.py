@@ -36,6 +36,8 @@ __all__ = ["Runtime", "ServiceConfig", "run_service"]
 log = get_logger("runtime")
 # How long stopping waits for each of: background tasks, the NATS drain, the pool's connections.
 STOP_SECONDS = 10.0
+# How long the PostgreSQL probe behind /readyz waits for `SELECT 1`.
+PROBE_SECONDS = 2.0
 
 E = TypeVar("E", bound=msgspec.Struct)
 
@@ -83,6 +85,7 @@ class Runtime:
         self._services: list[Any] = []
         self._stop = asyncio.Event()
         self._relay: OutboxRelay | None = None
+        self._postgres_ok = True
 
     async def __aenter__(self) -> Runtime:
         configure_logging(self.name, level=self.config.log_level, json=self.config.log_json)
@@ -101,6 +104,7 @@ class Runtime:
                     await apply_migrations(conn, self.schema, self.migrations)
             self._relay = OutboxRelay(self._pool, self.js, self.schema)
             self._relay.on_notify = self.worker("outbox-relay", self._relay.step, every=1.0).wake
+            self.worker("postgres-probe", self._probe_postgres, every=1.0)
         self.worker("heartbeat", _beat, every=1.0)
         set_readiness(self._answering)
         log.info("service_started", version=self.version)
@@ -109,6 +113,25 @@ class Runtime:
     def _answering(self) -> bool:
         """Ready while connected to NATS and not stopping (read by `/readyz` from the metrics thread)."""
         return self.nc is not None and self.nc.is_connected and not self._stop.is_set()
+
+    async def _probe_postgres(self) -> None:
+        """Note whether PostgreSQL answers, for /readyz (through `$SRV.STATS`): a service that keeps
+        serving what it can while its database is away must still say that it is."""
+        try:
+            async with asyncio.timeout(PROBE_SECONDS), self.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception as exc:
+            if self._postgres_ok:
+                log.warning("postgres_unreachable", error=f"{type(exc).__name__}: {exc}")
+            self._postgres_ok = False
+            return
+        if not self._postgres_ok:
+            log.info("postgres_reachable")
+        self._postgres_ok = True
+
+    def health(self) -> dict[str, bool]:
+        """The dependencies this process needs, and whether each answers now."""
+        return {"postgres": self._postgres_ok} if self.schema is not None else {}
 
     async def __aexit__(self, *exc: object) -> None:
         for svc in self._services:
@@ -169,7 +192,12 @@ class Runtime:
     async def serve(self, routes: Sequence[Route[Any, Any]]) -> None:
         """Answer `routes` as this process's NATS service endpoints."""
         svc = await serve(
-            self.bus, name=self.name, version=self.version, description=self.description, routes=routes
+            self.bus,
+            name=self.name,
+            version=self.version,
+            description=self.description,
+            routes=routes,
+            health=self.health,
         )
         self._services.append(svc)
 

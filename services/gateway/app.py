@@ -81,7 +81,12 @@ def create_app(config: GatewayConfig) -> Litestar:
         try:
             yield
         finally:
-            await nc.drain()
+            # drain() raises while the client is reconnecting (NATS away): the lifespan's shutdown
+            # would fail with a traceback and uvicorn exit 3; a connection that is not up is just closed.
+            if nc.is_connected:
+                await nc.drain()
+            else:
+                await nc.close()
 
     origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
     return Litestar(

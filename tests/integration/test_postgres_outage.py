@@ -1,5 +1,6 @@
 """PostgreSQL away for 10 s (`pg_ctl stop -m fast`, then start) while the whole platform runs: no service
-process ends or restarts, and once PostgreSQL is back, requests through the gateway succeed again."""
+process ends or restarts, requests meanwhile get 503 dependency_unavailable with Retry-After, /readyz names
+PostgreSQL, and once PostgreSQL is back, requests through the gateway succeed again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from libs.devstack.stack import Stack
-from tests.conftest import unique_name
+from tests.conftest import assert_problem, unique_name
 
 OUTAGE_SECONDS = 10.0
 # Generous on a loaded machine; the target (the issue's) is 5 s, and the measured time is printed.
@@ -75,10 +76,21 @@ def test_a_postgres_outage_of_ten_seconds_ends_no_process_and_service_resumes(
     try:
         stack.postgres.halt()
         outage_ends = time.monotonic() + OUTAGE_SECONDS
-        # Meanwhile a request that needs the database gets an error answer (it neither hangs nor succeeds).
+        # Meanwhile a request that needs the database gets a clean 503 naming PostgreSQL, to be retried in
+        # a second (never a 500 with a traceback), and /readyz says PostgreSQL is what is down.
         name = unique_name()
         body = {"username": name, "password": "correct horse battery", "email": f"{name}@example.test"}
-        assert api.post("/api/v1/auth/register", json=body).status_code >= 500
+        refused = assert_problem(api.post("/api/v1/auth/register", json=body), 503, "PostgreSQL")
+        assert refused["code"] == "dependency_unavailable", refused
+        assert refused["retry_after"] == 1, refused
+        r = api.get(f"/api/v1/channels/{unique_name()}")
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "1", r.headers
+        _wait_for(lambda: "postgres" in api.get("/readyz").json().get("down", []), "/readyz to name postgres")
+        not_ready = api.get("/readyz")
+        assert not_ready.status_code == 503, not_ready.text
+        assert "PostgreSQL" in not_ready.json()["detail"], not_ready.text
+        assert api.get("/healthz").status_code == 200
         while time.monotonic() < outage_ends:
             gone = [name for name, proc in stack.procs.items() if not proc.running]
             assert not gone, f"{gone} exited while PostgreSQL was away"
