@@ -285,14 +285,32 @@ class KeyRotated(Event, frozen=True, kw_only=True):
     prefix: str
 
 
+def role_aggregate(channel_id: str, user_id: str) -> str:
+    """The key a user's role on a channel is versioned under (one role per user and channel)."""
+    return f"role/{channel_id}/{user_id}"
+
+
+def emote_aggregate(emote_id: str) -> str:
+    """The key an emote is versioned under."""
+    return f"emote/{emote_id}"
+
+
 class RoleEvent(Event, frozen=True, kw_only=True):
-    """Shared shape of the role events: who got or lost which role in which channel."""
+    """Shared shape of the role events: who got or lost which role in which channel. `version` counts
+    the changes of that user's role on that channel (a revoke included), so a consumer can ignore an
+    older event delivered late; 0 in events stored before versions existed."""
 
     channel_id: str
     channel_name: str
     user_id: str
     username: str
     role: str
+    version: int = 0
+
+    @property
+    def aggregate(self) -> str:
+        """What `version` counts the changes of."""
+        return role_aggregate(self.channel_id, self.user_id)
 
 
 class RoleGranted(RoleEvent, frozen=True, kw_only=True):
@@ -327,6 +345,13 @@ class EmoteAdded(Event, frozen=True, kw_only=True):
     tier: int
     animated: bool
     content_type: str
+    # Counts the changes of this emote (adding and removing it); 0 in events stored before versions.
+    version: int = 0
+
+    @property
+    def aggregate(self) -> str:
+        """What `version` counts the changes of."""
+        return emote_aggregate(self.emote_id)
 
 
 class EmoteRemoved(Event, frozen=True, kw_only=True):
@@ -336,6 +361,12 @@ class EmoteRemoved(Event, frozen=True, kw_only=True):
     channel_id: str
     channel_name: str
     code: str
+    version: int = 0
+
+    @property
+    def aggregate(self) -> str:
+        """What `version` counts the changes of."""
+        return emote_aggregate(self.emote_id)
 
 
 # What other services may keep of a channel (libs.replica): kept from the events above, asked on a miss.

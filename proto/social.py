@@ -20,13 +20,32 @@ STREAM = StreamSpec(
 )
 
 
+def follow_aggregate(channel_id: str, user_id: str) -> str:
+    """The key a user's follow of a channel is versioned under."""
+    return f"follow/{channel_id}/{user_id}"
+
+
+def subscription_aggregate(channel_id: str, user_id: str) -> str:
+    """The key a user's subscription to a channel is versioned under (one row per user and channel,
+    across the subscription ids it is started again under)."""
+    return f"subscription/{channel_id}/{user_id}"
+
+
 class FollowEvent(Event, frozen=True, kw_only=True):
-    """Shared shape of the follow events: which user and which channel."""
+    """Shared shape of the follow events: which user and which channel. `version` counts the follows
+    and unfollows of that pair, so a consumer can ignore an older event delivered late; 0 in events
+    stored before versions existed."""
 
     user_id: str
     username: str
     channel_id: str
     channel_name: str
+    version: int = 0
+
+    @property
+    def aggregate(self) -> str:
+        """What `version` counts the changes of."""
+        return follow_aggregate(self.channel_id, self.user_id)
 
 
 class Followed(FollowEvent, frozen=True, kw_only=True):
@@ -56,6 +75,13 @@ class SubscriptionState(Event, frozen=True, kw_only=True):
     cancel_at_period_end: bool = False
     gifted_by_id: str = ""
     gifted_by_username: str = ""
+    # Counts the changes of the user's subscription to the channel; 0 in events stored before versions.
+    version: int = 0
+
+    @property
+    def aggregate(self) -> str:
+        """What `version` counts the changes of."""
+        return subscription_aggregate(self.channel_id, self.user_id)
 
 
 class Subscribed(SubscriptionState, frozen=True, kw_only=True):
