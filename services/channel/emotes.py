@@ -197,9 +197,10 @@ def emote_objects(emote_id: str, img: ProcessedEmote) -> dict[str, bytes]:
     return {pc.emote_object_name(emote_id, size): data for size, data in img.sizes.items()}
 
 
-def emote_added(emote: pc.Emote, channel_name: str) -> pc.EmoteAdded:
-    """EmoteAdded for an emote just stored."""
+def emote_added(emote: pc.Emote, channel_name: str, *, version: int) -> pc.EmoteAdded:
+    """EmoteAdded for an emote just stored, at the emote's new `version`."""
     return pc.EmoteAdded(
+        version=version,
         emote_id=emote.id,
         channel_id=emote.channel_id,
         channel_name=channel_name,
@@ -210,10 +211,14 @@ def emote_added(emote: pc.Emote, channel_name: str) -> pc.EmoteAdded:
     )
 
 
-def emote_removed(emote: pc.Emote, channel_name: str) -> pc.EmoteRemoved:
-    """EmoteRemoved for an emote just deleted."""
+def emote_removed(emote: pc.Emote, channel_name: str, *, version: int) -> pc.EmoteRemoved:
+    """EmoteRemoved for an emote just deleted, at the emote's new `version`."""
     return pc.EmoteRemoved(
-        emote_id=emote.id, channel_id=emote.channel_id, channel_name=channel_name, code=emote.code
+        emote_id=emote.id,
+        channel_id=emote.channel_id,
+        channel_name=channel_name,
+        code=emote.code,
+        version=version,
     )
 
 
@@ -253,7 +258,8 @@ class EmoteHandlers:
             animated=img.animated,
             content_type=img.content_type,
         )
-        await add_event(conn, emote_added(emote, "" if channel is None else channel.name))
+        version = await store.next_version(conn, aggregate=pc.emote_aggregate(emote.id))
+        await add_event(conn, emote_added(emote, "" if channel is None else channel.name, version=version))
         return emote
 
     @answers(pc.UPLOAD_EMOTE)
@@ -294,7 +300,8 @@ class EmoteHandlers:
             emote = await store.delete_emote(conn, channel_id=channel.id, code=req.code)
             if emote is None:
                 raise NotFound(f'channel "{channel.name}" has no emote "{req.code}"', code="emote_not_found")
-            await add_event(conn, emote_removed(emote, channel.name))
+            version = await store.next_version(conn, aggregate=pc.emote_aggregate(emote.id))
+            await add_event(conn, emote_removed(emote, channel.name, version=version))
         await drop_objects(self.bucket, [pc.emote_object_name(emote.id, size) for size in EMOTE_SIZES])
         log.info("emote_removed", channel_id=channel.id, code=emote.code)
         return emote

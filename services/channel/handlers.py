@@ -218,12 +218,14 @@ class ChannelHandlers:
         elif not await store.delete_role(conn, channel_id=channel_id, user_id=user_id, role=req.role):
             return False
         event_type = pc.RoleGranted if req.granted else pc.RoleRevoked
+        version = await store.next_version(conn, aggregate=pc.role_aggregate(channel_id, user_id))
         event = event_type(
             channel_id=channel_id,
             channel_name=channel.name,
             user_id=user_id,
             username=user.username,
             role=req.role,
+            version=version,
         )
         await add_event(conn, event)
         return True

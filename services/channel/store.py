@@ -29,6 +29,7 @@ __all__ = [
     "list_emotes",
     "list_roles",
     "lock_channel",
+    "next_version",
     "owned_channel",
     "put_image",
     "put_role",
@@ -323,3 +324,14 @@ async def delete_emote(conn: Connection, *, channel_id: str, code: str) -> Emote
     """Remove an emote by code; returns the removed emote."""
     record = await conn.fetchrow(_DELETE_EMOTE, channel_id, code)
     return None if record is None else _emote(record)
+
+
+async def next_version(conn: Connection, *, aggregate: str) -> int:
+    """One more change of `aggregate` (proto's *_aggregate keys): its new version, 1 for the first. Call
+    it in the transaction that writes the change's event; the row lock orders concurrent changes."""
+    version: int = await conn.fetchval(
+        "INSERT INTO aggregate_versions AS t (aggregate, version) VALUES ($1, 1)"
+        " ON CONFLICT (aggregate) DO UPDATE SET version = t.version + 1 RETURNING version",
+        aggregate,
+    )
+    return version

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
+
 from libs import paging
 from libs.bus import NotFound, Unauthorized, answers, new_id, utcnow
 from libs.db import Connection, Pool, add_event
@@ -23,6 +25,12 @@ from services.social.domain import Decide
 __all__ = ["SocialHandlers"]
 
 log = get_logger("social")
+
+
+async def _versioned(conn: Connection, event: ps.SubscriptionState) -> ps.SubscriptionState:
+    """`event` at the subscription's next version (counted in the caller's transaction)."""
+    version = await store.next_version(conn, aggregate=event.aggregate)
+    return msgspec.structs.replace(event, version=version)
 
 
 def _follow_state(channel: ChannelCopy, followed_at: datetime | None, *, changed: bool) -> ps.FollowState:
@@ -75,6 +83,7 @@ class SocialHandlers:
             if followed_at is None:
                 followed_at = await store.fetch_follow(conn, **ids)
             else:
+                aggregate = ps.follow_aggregate(channel.channel_id, req.user_id)
                 await add_event(
                     conn,
                     ps.Followed(
@@ -83,6 +92,7 @@ class SocialHandlers:
                         channel_id=channel.channel_id,
                         channel_name=channel.name,
                         followed_at=followed_at,
+                        version=await store.next_version(conn, aggregate=aggregate),
                     ),
                 )
         if changed:
@@ -96,11 +106,13 @@ class SocialHandlers:
             channel = await self._channel(conn, req.channel)
             changed = await store.delete_follow(conn, user_id=req.user_id, channel_id=channel.channel_id)
             if changed:
+                aggregate = ps.follow_aggregate(channel.channel_id, req.user_id)
                 event = ps.Unfollowed(
                     user_id=req.user_id,
                     username=req.username,
                     channel_id=channel.channel_id,
                     channel_name=channel.name,
+                    version=await store.next_version(conn, aggregate=aggregate),
                 )
                 await add_event(conn, event)
         if changed:
@@ -196,7 +208,7 @@ class SocialHandlers:
                 await store.update_subscription(conn, **ids, state=new)
             event = domain.subscription_event(old, new, user, channel, gifter)
             if event is not None:
-                await add_event(conn, event)
+                await add_event(conn, await _versioned(conn, event))
                 log.info("subscription_changed", subject=event.subject, **ids)
         held = await store.fetch_subscription(conn, **ids)
         assert held is not None  # decide() refuses (raises) when there is nothing to show
@@ -382,7 +394,7 @@ class SocialHandlers:
                 await store.update_subscription(conn, **ids, state=new)
                 event = domain.subscription_event(old, new, held.user, held.channel)
                 assert event is not None
-                await add_event(conn, event)
+                await add_event(conn, await _versioned(conn, event))
         if due:
             log.info("subscriptions_expired", count=len(due))
         return len(due)

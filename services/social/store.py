@@ -28,6 +28,7 @@ __all__ = [
     "list_following",
     "list_subscriptions",
     "lock_subscription",
+    "next_version",
     "random_followers",
     "record_payment_event",
     "update_subscription",
@@ -250,3 +251,14 @@ async def record_payment_event(conn: Connection, *, event_id: str, type: str, si
         return "new"
     seen = await conn.fetchval("SELECT 1 FROM payment_events WHERE signature = $1", signature)
     return "replayed" if seen is not None else "duplicate"
+
+
+async def next_version(conn: Connection, *, aggregate: str) -> int:
+    """One more change of `aggregate` (proto's *_aggregate keys): its new version, 1 for the first. Call
+    it in the transaction that writes the change's event; the row lock orders concurrent changes."""
+    version: int = await conn.fetchval(
+        "INSERT INTO aggregate_versions AS t (aggregate, version) VALUES ($1, 1)"
+        " ON CONFLICT (aggregate) DO UPDATE SET version = t.version + 1 RETURNING version",
+        aggregate,
+    )
+    return version

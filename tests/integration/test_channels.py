@@ -619,7 +619,7 @@ async def test_a_database_from_before_the_copies_keeps_its_channels_and_follows_
     the users copy once it has them, and a session's end in the copy takes the channel offline."""
     async with upgraded(database_url, MIGRATIONS, tmp_path, upto=3, old_rows=_OLD_ROWS) as up:
         conn, tables = up.conn, up.tables
-        assert up.applied == [4]
+        assert up.applied[0] == 4  # then any newer ones (005_aggregate_versions, ...)
         assert {"users", "live_sessions"}.isdisjoint(tables)
         users, sessions = Replica(identity.USER), Replica(ingest.LIVE_SESSION)
         await users.install(conn)

@@ -29,7 +29,7 @@ async def test_a_database_from_before_the_copies_keeps_follower_counts_and_reads
 ) -> None:
     async with upgraded(database_url, MIGRATIONS, tmp_path, upto=1, old_rows=_OLD_ROWS) as up:
         conn, tables = up.conn, up.tables
-        assert up.applied == [2]
+        assert up.applied[0] == 2  # then any newer ones (003_aggregate_versions, ...)
         assert {"users", "channels"}.isdisjoint(tables)
         assert await store.counts(conn, channel_id="c1") == (2, 1)
         assert await store.counts(conn, channel_id="c2") == (0, 0)
