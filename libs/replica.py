@@ -2,13 +2,17 @@
 made from the owner's Struct, kept by an idempotent upsert from the owner's events in which an older
 `version` never overwrites a newer row, and read with `get()`, which asks the owner over request/reply
 when the copy has not seen the entity yet (its event still on the way). Each service's app declares the
-copies it keeps (`Runtime.keep_copy`); nothing else writes these tables."""
+copies it keeps (`Runtime.keep_copy`); nothing else writes these tables.
+
+`Versions` is the same guard for projections that are not whole copies (chat's roles, follows, emotes and
+subscriptions, notification's followers): the newest version applied per aggregate (`event.aggregate`),
+kept when the thing is removed, so a stale grant delivered after its revoke is refused."""
 
 from __future__ import annotations
 
 import datetime
 import types
-from typing import Any, Generic, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Generic, Literal, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 from nats.aio.client import Client
@@ -19,9 +23,12 @@ from libs.db.pool import Connection
 from libs.obs.logging import get_logger
 from proto.base import Entity, Event, Lookup
 
-__all__ = ["Replica", "copy_table"]
+__all__ = ["Admission", "Replica", "Versioned", "Versions", "copy_table"]
 
 log = get_logger("replica")
+
+# The one version guard: an upsert changes a row only for a newer version.
+_NEWER = "t.version < EXCLUDED.version"
 
 E = TypeVar("E", bound=msgspec.Struct)
 
@@ -112,7 +119,7 @@ class Replica(Generic[E]):
             insert = f"INSERT INTO {self.table} AS t ({self._cols}) VALUES ({params})"  # noqa: S608
             sql = self._upserts[fields] = (
                 f"{insert} ON CONFLICT ({self.entity.key}) DO UPDATE SET {sets}"
-                f" WHERE t.version < EXCLUDED.version RETURNING {self._cols}"
+                f" WHERE {_NEWER} RETURNING {self._cols}"
             )
         return sql
 
@@ -170,3 +177,55 @@ class Replica(Generic[E]):
         log.info("copy_learned_on_miss", entity=self.entity.name, by=by, value=value)
         # An event may have brought a newer version meanwhile: then that one is the answer.
         return await self.put(conn, fetched) or await self.find(conn, by, value) or fetched
+
+
+class Versioned(Protocol):
+    """An event about one aggregate of its owner (a role, a follow) carrying that aggregate's version."""
+
+    @property
+    def aggregate(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+# "new": apply the event; "repeat": this version was applied already (a redelivery: do again only what
+# is idempotent, e.g. a notification keyed by the event); "stale": a newer version was applied, ignore it.
+Admission = Literal["new", "repeat", "stale"]
+
+
+class Versions:
+    """The newest version of each aggregate a service has applied, in its own schema. `admit` records
+    an event's version in the caller's transaction when it is newer, so the projection's change and its
+    version commit together; the row outlives a removal and is the tombstone a stale event meets."""
+
+    table = "applied_versions"
+
+    async def install(self, conn: Connection) -> None:
+        """Create the table (idempotent; replicas starting together take turns)."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || $1))", self.table)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table}"
+                " (aggregate text PRIMARY KEY, version bigint NOT NULL)"
+            )
+
+    async def admit(self, conn: Connection, event: Versioned) -> Admission:
+        """Whether the projection should apply `event`; records its version when "new". Version 0 (an
+        event stored before versions existed) is applied while nothing newer than 0 was seen, as before."""
+        # Names are constants of this class; the values are parameters.
+        newer = await conn.fetchval(
+            f"INSERT INTO {self.table} AS t (aggregate, version) VALUES ($1, $2)"  # noqa: S608
+            f" ON CONFLICT (aggregate) DO UPDATE SET version = EXCLUDED.version"
+            f" WHERE {_NEWER} OR (EXCLUDED.version = 0 AND t.version = 0) RETURNING 1",
+            event.aggregate,
+            event.version,
+        )
+        if newer is not None:
+            return "new"
+        held_sql = f"SELECT version FROM {self.table} WHERE aggregate = $1"  # noqa: S608
+        held = await conn.fetchval(held_sql, event.aggregate)
+        if held == event.version:
+            return "repeat"
+        log.info("stale_event_ignored", aggregate=event.aggregate, version=event.version, held=held)
+        return "stale"

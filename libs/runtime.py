@@ -27,7 +27,7 @@ from libs.db.pool import Connection, Pool, create_pool
 from libs.obs.logging import configure_logging, get_logger
 from libs.obs.metrics import heartbeat, set_readiness, start_metrics_server
 from libs.obs.tracing import configure_tracing
-from libs.replica import Replica
+from libs.replica import Replica, Versions
 from libs.worker import Step, Worker
 from proto.base import Entity, Event, StreamSpec
 
@@ -244,6 +244,15 @@ class Runtime:
         spec = ConsumerSpec(stream=entity.stream.name, durable=durable, events=entity.events)
         self.consume(spec, apply)
         return replica
+
+    async def keep_versions(self) -> Versions:
+        """The newest version applied of each aggregate this service projects from others' events (roles,
+        follows, emotes, subscriptions): handlers call `admit(conn, event)` in their transaction and apply
+        only a "new" event, so a late, older one never undoes a newer one."""
+        versions = Versions()
+        async with self.pool.acquire() as conn:
+            await versions.install(conn)
+        return versions
 
     async def wait(self) -> None:
         """Block until SIGTERM or SIGINT (or a crashed background task)."""

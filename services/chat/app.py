@@ -30,6 +30,7 @@ async def run(config: ChatConfig) -> None:
     async with Runtime("chat", config, schema="chat", migrations=MIGRATIONS, streams=streams) as rt:
         users = await rt.keep_copy(identity.USER)
         channels = await rt.keep_copy(pch.CHANNEL)
+        versions = await rt.keep_versions()
         moderation = Moderation(pool=rt.pool, nc=rt.bus, js=rt.jetstream, users=users, channels=channels)
         handlers = ChatHandlers(
             pool=rt.pool, nc=rt.bus, js=rt.jetstream, moderation=moderation, settings=config.settings()
@@ -39,13 +40,13 @@ async def run(config: ChatConfig) -> None:
             ConsumerSpec(
                 stream=pch.STREAM.name, durable="chat-channels", events=events.CHANNEL_EVENTS, batch=1
             ),
-            partial(events.on_channel, rt.pool),
+            partial(events.on_channel, rt.pool, versions),
         )
         rt.consume(
             ConsumerSpec(
                 stream=social.STREAM.name, durable="chat-social", events=events.SOCIAL_EVENTS, batch=1
             ),
-            partial(events.on_social, rt.pool),
+            partial(events.on_social, rt.pool, versions),
         )
         rt.worker("chat-prune", partial(history.prune, rt.pool), every=PRUNE_SECONDS)
         await rt.wait()

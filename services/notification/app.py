@@ -52,7 +52,8 @@ async def run(config: NotificationConfig) -> None:
 
             channels = await rt.keep_copy(channel.CHANNEL)
             events = EventHandlers(
-                pool=rt.pool, nc=rt.bus, channels=channels, grace_seconds=config.grace_seconds,
+                pool=rt.pool, nc=rt.bus, channels=channels, versions=await rt.keep_versions(),
+                grace_seconds=config.grace_seconds,
                 wake_fanout=fanout_worker.wake, wake_webhooks=webhook_worker.wake,
             )  # fmt: skip
             await rt.keep_copy(

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from libs.bus import Event, NotFound, RetryLater, ServiceUnavailable
 from libs.db import Connection, Pool
 from libs.obs.logging import get_logger
-from libs.replica import Replica
+from libs.replica import Replica, Versions
 from proto.channel import ChannelCopy
 from proto.ingest import LiveSession, SessionEnded, SessionStarted
 from proto.notification import user_subject
@@ -53,6 +53,7 @@ class EventHandlers:
     pool: Pool
     nc: Client
     channels: Replica[ChannelCopy]
+    versions: Versions
     grace_seconds: float
     wake_fanout: Callable[[], None]
     wake_webhooks: Callable[[], None]
@@ -98,16 +99,21 @@ class EventHandlers:
         self.wake_webhooks()
 
     async def on_follow(self, event: Followed | Unfollowed) -> None:
-        """social.channel.followed/unfollowed: keep the follower projection; tell the owner of a follow."""
+        """social.channel.followed/unfollowed: keep the follower projection, applying only an event newer
+        than the last applied for the pair (a late, older one is ignored); tell the owner of a follow."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if isinstance(event, Unfollowed):
-                await store.remove_follow(
-                    conn, channel_id=event.channel_id, user_id=event.user_id, before=event.occurred_at
-                )
+            admission = await self.versions.admit(conn, event)
+            if admission == "stale" or isinstance(event, Unfollowed):
+                if admission == "new":
+                    await store.remove_follow(
+                        conn, channel_id=event.channel_id, user_id=event.user_id, before=event.occurred_at
+                    )
                 return
-            await store.add_follow(
-                conn, channel_id=event.channel_id, user_id=event.user_id, followed_at=event.followed_at
-            )
+            if admission == "new":
+                await store.add_follow(
+                    conn, channel_id=event.channel_id, user_id=event.user_id, followed_at=event.followed_at
+                )
+        # Told again on a repeat too: the first delivery may have committed the follow and then failed here.
         await self._tell_owner(event, "follow", tier=0)
 
     async def on_subscribed(self, event: Subscribed) -> None:

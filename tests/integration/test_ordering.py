@@ -8,17 +8,24 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import asyncpg
+import httpx
+import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from libs.bus import Event, StreamSpec, connect, decode, ensure_streams
+from libs.bus import Event, StreamSpec, connect, decode, ensure_streams, new_id, publish, utcnow
 from libs.db import OutboxRelay, add_event, apply_migrations, create_pool
 from libs.db.outbox import relay_lock_key
+from libs.devstack.stack import Stack
 from libs.worker import Worker
+from proto import channel as pc
+from proto import social as ps
+from tests.conftest import Member, unique_name
 
 # --- (a) one relay at a time, in order -------------------------------------------------------------------
 
@@ -185,3 +192,240 @@ async def test_only_the_lock_holder_relays_in_order_and_another_takes_over_when_
 
 async def _zero(pool: Any) -> bool:
     return await _pending(pool) == 0
+
+
+# --- (b), (c) projections keep the newest version ------------------------------------------------------
+
+
+class Projections:
+    """The stack's NATS and database, to publish late events and read chat's and notification's rows."""
+
+    def __init__(self, stack: Stack, js: JetStreamContext, db: asyncpg.Connection) -> None:
+        self.stack = stack
+        self.js = js
+        self.db = db
+
+    async def publish_late(self, event: Event, *, stream: str, durables: tuple[str, ...]) -> None:
+        """Publish `event` as a late redelivery would bring it (a new message id, so JetStream keeps it)
+        and wait until every consumer in `durables` has acknowledged it (handled or ignored)."""
+        ack = await publish(self.js, event)
+
+        async def handled() -> bool:
+            for durable in durables:
+                info = await self.js.consumer_info(stream, durable)
+                if info.ack_floor is None or (info.ack_floor.stream_seq or 0) < ack.seq:
+                    return False
+            return True
+
+        assert await _until(handled), f"{durables} never acknowledged {type(event).subject}"
+
+    async def role(self, channel_id: str, user_id: str) -> str | None:
+        role: str | None = await self.db.fetchval(
+            "SELECT role FROM chat.roles WHERE room_id = $1 AND user_id = $2", channel_id, user_id
+        )
+        return role
+
+    async def follows(self, channel_id: str, user_id: str) -> tuple[bool, bool]:
+        """Whether chat's and notification's projections hold the follow."""
+        chat = await self.db.fetchval(
+            "SELECT 1 FROM chat.follows WHERE room_id = $1 AND user_id = $2", channel_id, user_id
+        )
+        notification = await self.db.fetchval(
+            "SELECT 1 FROM notification.follows WHERE channel_id = $1 AND user_id = $2", channel_id, user_id
+        )
+        return chat is not None, notification is not None
+
+
+@pytest.fixture
+async def projections(stack: Stack) -> AsyncIterator[Projections]:
+    nc = await connect(stack.nats_url, name="test-ordering-projections")
+    db = await asyncpg.connect(stack.database_url)
+    try:
+        yield Projections(stack, nc.jetstream(), db)
+    finally:
+        await db.close()
+        await nc.drain()
+
+
+async def _sent(nats_url: str, cls: type[Event], match: Callable[[Any], bool], count: int) -> list[Any]:
+    """The first `count` events of type `cls` on their stream for which `match` holds (as the owner sent
+    them, with the versions it counted)."""
+    nc = await connect(nats_url, name="test-ordering-events")
+    found: list[Any] = []
+    try:
+        sub = await nc.jetstream().subscribe(cls.subject, ordered_consumer=True)
+        deadline = time.monotonic() + 15.0
+        while len(found) < count and time.monotonic() < deadline:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except TimeoutError:  # nothing yet: the relay may still be on its way
+                continue
+            event = decode(msg.data, cls)
+            if match(event):
+                found.append(event)
+    finally:
+        await nc.drain()
+    assert len(found) == count, f"{count} {cls.subject} events expected, {len(found)} seen"
+    return found
+
+
+def _channel(api: httpx.Client, owner: Member) -> tuple[str, str]:
+    name = unique_name("ord")
+    r = api.post(
+        "/api/v1/channels",
+        json={"name": name, "title": "ordering", "category": "Just Chatting"},
+        headers=owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"], name
+
+
+def _late(event: Event) -> Event:
+    """`event` again under a new message id: what a relay replaying an old row (or a redelivery from
+    another stream) brings after the newer events."""
+    return msgspec.structs.replace(event, event_id=new_id())
+
+
+async def test_a_stale_role_grant_after_its_revoke_keeps_the_role_revoked_and_a_regrant_applies(
+    api: httpx.Client, make_member: Any, projections: Projections
+) -> None:
+    owner, mod = make_member(), make_member()
+    channel_id, name = _channel(api, owner)
+    path = f"/api/v1/channels/{name}/moderators/{mod.username}"
+    assert api.put(path, headers=owner.headers).status_code == 200
+    assert await _until(lambda: projections.role(channel_id, mod.id)) == "moderator"
+    assert api.delete(path, headers=owner.headers).status_code == 204
+
+    async def revoked() -> bool:
+        return await projections.role(channel_id, mod.id) is None
+
+    assert await _until(revoked)
+    (grant,) = await _sent(
+        projections.stack.nats_url, pc.RoleGranted, lambda e: e.channel_id == channel_id, 1
+    )
+    (revoke,) = await _sent(
+        projections.stack.nats_url, pc.RoleRevoked, lambda e: e.channel_id == channel_id, 1
+    )
+    assert (grant.version, revoke.version) == (1, 2)  # counted by the channel service, per channel and user
+
+    await projections.publish_late(_late(grant), stream=pc.STREAM.name, durables=("chat-channels",))
+    assert await projections.role(channel_id, mod.id) is None  # the removed moderator stays removed
+
+    assert api.put(path, headers=owner.headers).status_code == 200  # a re-grant: version 3
+    assert await _until(lambda: projections.role(channel_id, mod.id)) == "moderator"
+    grants = await _sent(projections.stack.nats_url, pc.RoleGranted, lambda e: e.channel_id == channel_id, 3)
+    assert [g.version for g in grants] == [1, 1, 3]  # the grant, our late copy of it, the re-grant
+
+
+async def test_a_stale_follow_after_its_unfollow_keeps_it_unfollowed_and_a_refollow_applies(
+    api: httpx.Client, make_member: Any, projections: Projections
+) -> None:
+    owner, fan = make_member(), make_member()
+    channel_id, name = _channel(api, owner)
+    path = f"/api/v1/channels/{name}/follow"
+    assert api.post(path, headers=fan.headers).status_code == 200
+
+    async def both_follow() -> bool:
+        return await projections.follows(channel_id, fan.id) == (True, True)
+
+    async def neither_follows() -> bool:
+        return await projections.follows(channel_id, fan.id) == (False, False)
+
+    assert await _until(both_follow)
+    assert api.delete(path, headers=fan.headers).status_code == 200
+    assert await _until(neither_follows)
+    (follow,) = await _sent(projections.stack.nats_url, ps.Followed, lambda e: e.channel_id == channel_id, 1)
+    (unfollow,) = await _sent(
+        projections.stack.nats_url, ps.Unfollowed, lambda e: e.channel_id == channel_id, 1
+    )
+    assert (follow.version, unfollow.version) == (1, 2)
+
+    durables = ("chat-social", "notification-follows")
+    await projections.publish_late(_late(follow), stream=ps.STREAM.name, durables=durables)
+    assert await neither_follows()
+
+    assert api.post(path, headers=fan.headers).status_code == 200  # a re-follow: version 3
+    assert await _until(both_follow)
+    # ...and the late unfollow of version 2 arriving after it changes nothing either.
+    await projections.publish_late(_late(unfollow), stream=ps.STREAM.name, durables=durables)
+    assert await both_follow()
+
+
+async def test_a_stale_emote_add_after_its_removal_keeps_it_removed(
+    api: httpx.Client, make_member: Any, projections: Projections
+) -> None:
+    owner = make_member()
+    channel_id, name = _channel(api, owner)
+    emote_id = new_id()
+    common = {"emote_id": emote_id, "channel_id": channel_id, "channel_name": name, "code": "ordKappa"}
+    added = pc.EmoteAdded(**common, tier=0, animated=False, content_type="image/webp", version=1)
+    removed = pc.EmoteRemoved(**common, version=2)
+
+    async def chat_has_it() -> bool:
+        return await projections.db.fetchval("SELECT 1 FROM chat.emotes WHERE emote_id = $1", emote_id) == 1
+
+    durables = ("chat-channels",)
+    await projections.publish_late(added, stream=pc.STREAM.name, durables=durables)
+    assert await chat_has_it()
+    await projections.publish_late(removed, stream=pc.STREAM.name, durables=durables)
+    assert not await chat_has_it()
+    await projections.publish_late(_late(added), stream=pc.STREAM.name, durables=durables)
+    assert not await chat_has_it()  # the removed emote does not come back
+    again = msgspec.structs.replace(added, event_id=new_id(), version=3)
+    await projections.publish_late(again, stream=pc.STREAM.name, durables=durables)
+    assert await chat_has_it()
+
+
+async def test_a_stale_subscription_start_after_its_end_keeps_it_ended(
+    api: httpx.Client, make_member: Any, projections: Projections
+) -> None:
+    owner, fan = make_member(), make_member()
+    channel_id, name = _channel(api, owner)
+    state = {
+        "subscription_id": new_id(),
+        "user_id": fan.id,
+        "username": fan.username,
+        "channel_id": channel_id,
+        "channel_name": name,
+        "tier": 1,
+        "cumulative_months": 1,
+        "streak_months": 1,
+        "period_end": utcnow() + timedelta(days=30),
+    }
+    started = ps.Subscribed(**state, version=1)
+    ended = ps.SubscriptionEnded(**state, reason="refunded", version=2)
+
+    async def active() -> bool | None:
+        value: bool | None = await projections.db.fetchval(
+            "SELECT active FROM chat.subscriptions WHERE room_id = $1 AND user_id = $2", channel_id, fan.id
+        )
+        return value
+
+    durables = ("chat-social",)
+    await projections.publish_late(started, stream=ps.STREAM.name, durables=durables)
+    assert await active() is True
+    await projections.publish_late(ended, stream=ps.STREAM.name, durables=durables)
+    assert await active() is False
+    await projections.publish_late(_late(started), stream=ps.STREAM.name, durables=durables)
+    assert await active() is False  # no subscriber badge back from a late start
+    renewed = ps.Subscribed(**state, version=3)
+    await projections.publish_late(renewed, stream=ps.STREAM.name, durables=durables)
+    assert await active() is True
+
+
+async def test_events_stored_before_versions_are_still_applied_in_order(
+    api: httpx.Client, make_member: Any, projections: Projections
+) -> None:
+    """An event without a version (0, as every event stored before this change decodes) still works."""
+    owner, mod = make_member(), make_member()
+    channel_id, name = _channel(api, owner)
+    old = {"channel_id": channel_id, "channel_name": name, "user_id": mod.id, "username": mod.username}
+    durables = ("chat-channels",)
+    await projections.publish_late(
+        pc.RoleGranted(**old, role="vip"), stream=pc.STREAM.name, durables=durables
+    )
+    assert await projections.role(channel_id, mod.id) == "vip"
+    await projections.publish_late(
+        pc.RoleRevoked(**old, role="vip"), stream=pc.STREAM.name, durables=durables
+    )
+    assert await projections.role(channel_id, mod.id) is None
