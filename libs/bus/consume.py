@@ -96,10 +96,13 @@ async def consume(js: JetStreamContext, spec: ConsumerSpec, handler: EventHandle
     """Pull and handle events (and this consumer's replays) forever: return acks, RetryLater naks with
     delay, other failures nak with back-off until they become dead letters, Poison is a dead letter."""
     await _prepare(js, spec)
+    deadletters.count_from_zero(spec.durable, [cls.subject for cls in spec.events])
     consumer = _Consumer(js, spec, handler)
     subs = [
         await js.pull_subscribe_bind(spec.durable, stream=spec.stream),
-        await js.pull_subscribe_bind(spec.durable, stream=deadletters.REPLAY_STREAM),
+        await js.pull_subscribe_bind(
+            deadletters.replay_consumer(spec.stream, spec.durable), stream=deadletters.REPLAY_STREAM
+        ),
     ]
     log.info(
         "consumer_started",
@@ -128,10 +131,13 @@ async def _prepare(js: JetStreamContext, spec: ConsumerSpec) -> None:
             source = await js.stream_info(spec.stream)
             await deadletters.ensure_dead_letter_streams(js, replicas=source.config.num_replicas or 1)
             await js.add_consumer(spec.stream, spec.config())
-            replays = deadletters.replay_config(
-                spec.durable, ack_wait=spec.ack_wait_seconds, max_ack_pending=spec.max_ack_pending()
+            await deadletters.add_replay_consumer(
+                js,
+                spec.stream,
+                spec.durable,
+                ack_wait=spec.ack_wait_seconds,
+                max_ack_pending=spec.max_ack_pending(),
             )
-            await js.add_consumer(deadletters.REPLAY_STREAM, replays)
             return
         except Exception as exc:
             if not is_unavailable(exc):
@@ -152,7 +158,7 @@ class _Consumer:
         self.spec = spec
         self.handler = handler
         self.types = spec.by_subject()
-        self.replay_prefix = deadletters.replay_subject(spec.durable, "")
+        self.replay_prefix = deadletters.replay_subject(spec.stream, spec.durable, "")
         self.failures: dict[tuple[str, int], int] = {}
 
     async def pull(self, sub: Any, concurrency: int) -> None:

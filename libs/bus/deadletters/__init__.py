@@ -4,9 +4,10 @@ A message lands here after `ConsumerSpec.dead_letter_after` failures that were n
 or at once when it is poison (undecodable, no handler, the handler raised Poison). One stream, DEADLETTERS,
 holds every consumer's dead letters under `deadletter.<durable>.<original subject>`, with the original
 payload and headers plus `Cpc-Dead-*` headers naming where it came from and why. Replays go to a second
-stream, REPLAYS (work queue), under `replay.<durable>.<original subject>`: each consumer also pulls its own
-`replay.<durable>.>` through a consumer of the same name on REPLAYS, so a replay reaches that consumer only,
-never the other consumers of the original subject."""
+stream, REPLAYS (work queue), under `replay.<stream>.<durable>.<original subject>`: each consumer also pulls
+its own `replay.<stream>.<durable>.>` through the consumer `<durable>@<stream>` on REPLAYS, so a replay
+reaches that consumer only, never the other consumers of the original subject nor a consumer of the same
+durable name on another stream (JetStream names a consumer within its stream only)."""
 
 from __future__ import annotations
 
@@ -42,11 +43,14 @@ __all__ = [
     "H_SUBJECT",
     "REPLAY_PREFIX",
     "REPLAY_STREAM",
+    "add_replay_consumer",
+    "count_from_zero",
     "dead_subject",
     "ensure_dead_letter_streams",
     "error_text",
     "move",
     "replay_config",
+    "replay_consumer",
     "replay_subject",
 ]
 
@@ -57,7 +61,6 @@ REPLAY_PREFIX = "replay"
 # Long enough that a process killed between "dead letter stored" and "original terminated" finds its
 # dead letter already there when the original comes back (ack_wait plus another round of failures).
 DUPLICATE_WINDOW_SECONDS = 24 * 3600.0
-REPLAY_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 ERROR_CHARS = 500
 
 H_STREAM = "Cpc-Dead-Stream"  # the stream and sequence the event was first stored at
@@ -75,9 +78,15 @@ def dead_subject(durable: str, subject: str) -> str:
     return f"{DEAD_PREFIX}.{durable}.{subject}"
 
 
-def replay_subject(durable: str, subject: str) -> str:
-    """Where a replay of an event on `subject` for `durable` (and no other consumer) is published."""
-    return f"{REPLAY_PREFIX}.{durable}.{subject}"
+def replay_subject(stream: str, durable: str, subject: str) -> str:
+    """Where a replay of an event on `subject` for `stream`'s consumer `durable` (and no other consumer)
+    is published."""
+    return f"{REPLAY_PREFIX}.{stream}.{durable}.{subject}"
+
+
+def replay_consumer(stream: str, durable: str) -> str:
+    """The name, on REPLAYS, of the consumer that takes `stream`'s consumer `durable`'s replays."""
+    return f"{durable}@{stream}"
 
 
 def stream_configs(replicas: int) -> list[StreamConfig]:
@@ -102,8 +111,9 @@ def stream_configs(replicas: int) -> list[StreamConfig]:
             name=REPLAY_STREAM,
             description="Dead letters an operator sent back to their consumer",
             subjects=[f"{REPLAY_PREFIX}.>"],
+            # No max_age: a replay waits for its consumer however long it is away, never expires unseen.
             retention=RetentionPolicy.WORK_QUEUE,
-            max_age=REPLAY_MAX_AGE_SECONDS,
+            max_age=0,
             **common,
         ),
     ]
@@ -121,17 +131,38 @@ async def ensure_dead_letter_streams(js: JetStreamContext, *, replicas: int) -> 
                 await js.add_stream(config)
 
 
-def replay_config(durable: str, *, ack_wait: float, max_ack_pending: int) -> ConsumerConfig:
-    """The consumer on REPLAYS, named like the original, that takes only this consumer's replays."""
+def replay_config(stream: str, durable: str, *, ack_wait: float, max_ack_pending: int) -> ConsumerConfig:
+    """The consumer on REPLAYS that takes only the replays of `stream`'s consumer `durable`."""
     return ConsumerConfig(
-        durable_name=durable,
+        durable_name=replay_consumer(stream, durable),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait,
         max_deliver=-1,
-        filter_subject=f"{REPLAY_PREFIX}.{durable}.>",
+        filter_subject=replay_subject(stream, durable, ">"),
         max_ack_pending=max_ack_pending,
     )
+
+
+async def add_replay_consumer(
+    js: JetStreamContext, stream: str, durable: str, *, ack_wait: float, max_ack_pending: int
+) -> None:
+    """Create (or update) the consumer on REPLAYS for `stream`'s consumer `durable`; refuse to take over
+    one of that name that serves another consumer (a name holding "@"), as changing its filter would
+    steal that consumer's replays."""
+    config = replay_config(stream, durable, ack_wait=ack_wait, max_ack_pending=max_ack_pending)
+    name = replay_consumer(stream, durable)
+    try:
+        info = await js.consumer_info(REPLAY_STREAM, name)
+    except NotFoundError:
+        pass
+    else:
+        if info.config.filter_subject not in (None, config.filter_subject):
+            raise ValueError(
+                f'replay consumer "{name}" already takes "{info.config.filter_subject}", '
+                f'not "{config.filter_subject}": rename durable "{durable}"'
+            )
+    await js.add_consumer(REPLAY_STREAM, config)
 
 
 def error_text(error: BaseException) -> str:
@@ -140,9 +171,17 @@ def error_text(error: BaseException) -> str:
     return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
+def count_from_zero(durable: str, subjects: list[str]) -> None:
+    """Export `durable`'s dead-letter counters at 0 from its start: a series that first appears at 1 has
+    no increase for Prometheus, and the alert on the first dead letter would never fire."""
+    for subject in subjects:
+        DEAD_LETTERS.labels(durable, subject)
+
+
 async def move(js: JetStreamContext, msg: Any, *, subject: str, durable: str, error: BaseException) -> None:
     """Store `msg` (an event on `subject` that `durable` failed) as a dead letter and wait for the ack.
-    Its Nats-Msg-Id is derived from where this copy is stored, so storing it twice keeps one."""
+    Its Nats-Msg-Id is derived from where this copy is stored (and the event's own id), so storing it
+    twice (a process killed between this and the term) keeps one and counts one."""
     meta = msg.metadata
     stream, seq = meta.stream, meta.sequence.stream
     original = dict(msg.headers or {})
@@ -150,8 +189,9 @@ async def move(js: JetStreamContext, msg: Any, *, subject: str, durable: str, er
     # A replayed message already names where the event was first stored; keep that.
     headers.setdefault(H_STREAM, stream)
     headers.setdefault(H_SEQUENCE, str(seq))
-    if "Nats-Msg-Id" in original:
-        headers.setdefault(H_MSG_ID, original["Nats-Msg-Id"])
+    own_id = original.get("Nats-Msg-Id", "")
+    if own_id:
+        headers.setdefault(H_MSG_ID, own_id)
     headers |= {
         H_SUBJECT: subject,
         H_CONSUMER: durable,
@@ -163,7 +203,8 @@ async def move(js: JetStreamContext, msg: Any, *, subject: str, durable: str, er
         js,
         dead_subject(durable, subject),
         msg.data,
-        msg_id=f"deadletter:{stream}:{durable}:{seq}",
+        # The event id too: a stream deleted and made again reuses its sequences within the window.
+        msg_id=f"deadletter:{stream}:{durable}:{seq}:{own_id}",
         headers=headers,
     )
     if not ack.duplicate:

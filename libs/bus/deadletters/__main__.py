@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _seq(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) < 2**64:
         raise argparse.ArgumentTypeError(f'"{text}" is not a dead-letter sequence (a number from 1)')
     return int(text)
 
@@ -68,12 +68,26 @@ def _nats_url(given: str | None) -> str:
 
 
 async def _connect(url: str) -> Client:
+    errors: list[Exception] = []
+
+    async def remember(exc: Exception) -> None:
+        # nats-py's default callback logs each failed attempt with a traceback.
+        errors.append(exc)
+
     try:
+        # max_reconnect_attempts=0 would make nats-py try the first connect forever.
         return await nats.connect(
-            url, name="deadletters-cli", allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3
+            url,
+            name="deadletters-cli",
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.2,
+            connect_timeout=3,
+            error_cb=remember,
         )
     except Exception as exc:
-        raise Unknown(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
+        cause = errors[-1] if errors else exc
+        raise Unknown(f"cannot reach NATS at {url}: {str(cause) or type(cause).__name__}") from None
 
 
 def _row(letter: DeadLetter) -> str:

@@ -18,7 +18,9 @@ from libs.bus.deadletters import (
     H_SEQUENCE,
     H_STREAM,
     H_SUBJECT,
+    REPLAY_PREFIX,
     REPLAY_STREAM,
+    replay_consumer,
     replay_subject,
 )
 from libs.bus.publish import publish_encoded
@@ -97,25 +99,45 @@ async def get(js: JetStreamContext, seq: int) -> DeadLetter:
     return DeadLetter.from_stored(seq, raw.headers or {}, raw.data or b"")
 
 
-async def _known_consumer(js: JetStreamContext, consumer: str) -> None:
-    """Every consumer that can take dead letters back has its consumer on REPLAYS."""
-    if any(c in consumer for c in " .*>") or not consumer:
+def _check_name(consumer: str) -> None:
+    if not consumer or any(c.isspace() or c in ".*>" for c in consumer):
         raise Unknown(f'"{consumer}" is not a consumer name')
+
+
+async def _known_consumer(js: JetStreamContext, consumer: str) -> None:
+    """Every consumer that can take dead letters back has run and made its consumer on REPLAYS, which
+    takes replay.<stream>.<durable>.> (Unknown when none has this durable name)."""
+    _check_name(consumer)
+    if await _stream_exists(js, REPLAY_STREAM):
+        for info in await js.consumers_info(REPLAY_STREAM):
+            tokens = (info.config.filter_subject or "").split(".")
+            if len(tokens) == 4 and tokens[0] == REPLAY_PREFIX and tokens[2] == consumer:
+                return
+    raise Unknown(f'no consumer named "{consumer}" (none has run since dead letters exist)')
+
+
+async def _replay_target(js: JetStreamContext, letter: DeadLetter) -> str:
+    """The subject that reaches `letter`'s own consumer (Unknown if that consumer never ran)."""
+    _check_name(letter.consumer)
+    if not letter.stream or not letter.subject:
+        raise Unknown(f"dead letter {letter.seq} does not name its stream and subject")
     try:
-        await js.consumer_info(REPLAY_STREAM, consumer)
+        await js.consumer_info(REPLAY_STREAM, replay_consumer(letter.stream, letter.consumer))
     except NotFoundError:
-        raise Unknown(f'no consumer named "{consumer}" (none has run with dead letters)') from None
+        raise Unknown(
+            f'no consumer "{letter.consumer}" on stream "{letter.stream}" for dead letter {letter.seq}'
+        ) from None
+    return replay_subject(letter.stream, letter.consumer, letter.subject)
 
 
 async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
     """Send `letter` back to its consumer alone, then remove it; a repeat after a crash is dropped by
     JetStream (same Nats-Msg-Id), so the consumer gets it once."""
-    await _known_consumer(js, letter.consumer)
     await publish_encoded(
         js,
-        replay_subject(letter.consumer, letter.subject),
+        await _replay_target(js, letter),
         letter.data,
-        msg_id=f"replay:{letter.seq}",
+        msg_id=f"replay:{letter.stream}:{letter.stream_seq}:{letter.consumer}:{letter.seq}",
         headers=dict(letter.headers),
     )
     await js.delete_msg(DEAD_STREAM, letter.seq)
