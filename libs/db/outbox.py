@@ -18,7 +18,7 @@ from libs.faults import failpoint
 from libs.obs.logging import get_logger
 from libs.obs.tracing import inject_context
 
-__all__ = ["OUTBOX_DDL", "OutboxRelay", "add_event", "relay_lock_key"]
+__all__ = ["LEAD_IDLE_SECONDS", "OUTBOX_DDL", "OutboxRelay", "add_event", "relay_lock_key"]
 
 log = get_logger("outbox")
 
@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS {schema}.outbox (
     created_at timestamptz NOT NULL DEFAULT now()
 )
 """
+
+
+# How long the relay's session may stay idle before PostgreSQL ends it (and so frees the lead). Each step
+# uses it (the worker steps every second, at most 5 s apart while failing), so only a stuck or cut-off
+# relay reaches this.
+LEAD_IDLE_SECONDS = 30.0
 
 
 def _channel(schema: str) -> str:
@@ -64,8 +70,17 @@ class OutboxRelay:
     releases the lock and another replica's next step takes it. Its `step` runs in a `libs.worker.Worker`,
     woken by the NOTIFY of each commit (and every second, which is also how a follower retries the lock)."""
 
-    def __init__(self, pool: Pool, js: JetStreamContext, schema: str, *, batch: int = 200) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        js: JetStreamContext,
+        schema: str,
+        *,
+        batch: int = 200,
+        lead_idle_seconds: float = LEAD_IDLE_SECONDS,
+    ) -> None:
         self._pool = pool
+        self._lead_idle = lead_idle_seconds
         self._js = js
         self._schema = schema
         self._batch = batch
@@ -97,6 +112,11 @@ class OutboxRelay:
         await self.close()
         listener = await self._pool.acquire()
         try:
+            # A leader that stops stepping (frozen, or cut off without the socket closing) must not keep
+            # the lock until TCP gives up: PostgreSQL ends a session idle this long, releasing the lock.
+            # The pool's reset (RESET ALL) undoes this when the connection goes back.
+            idle = f"{int(self._lead_idle * 1000)}ms"
+            await listener.execute(f"SET idle_session_timeout = '{idle}'")
             await listener.add_listener(_channel(self._schema), self._notified)
         except BaseException:
             await self._pool.release(listener)

@@ -194,6 +194,38 @@ async def _zero(pool: Any) -> bool:
     return await _pending(pool) == 0
 
 
+async def test_a_leader_that_stops_stepping_loses_the_lead_to_another_relay(
+    outbox: tuple[Any, Any, Any, str], database_url: str
+) -> None:
+    """A frozen or cut-off leader (its socket still open) must not hold the lock until TCP gives up:
+    PostgreSQL ends its idle session and the other relay takes over."""
+    nc, pool_a, pool_b, schema = outbox
+    js = nc.jetstream()
+    a = Relay(pool_a, js, schema, lead_idle_seconds=1.0)
+    b = Relay(pool_b, js, schema, lead_idle_seconds=1.0)
+    try:
+        await _add(pool_a, range(0, 3))
+        assert await a.step() is True
+        assert await b.step() is False
+        await _add(pool_a, range(3, 6))
+        # a is frozen from here on (never steps again); b keeps stepping as its worker would.
+        started = time.monotonic()
+
+        async def b_leads() -> bool:
+            await b.step()
+            return b.leading
+
+        assert await _until(b_leads, timeout=10.0)
+        took_over = time.monotonic() - started
+        assert await _until(lambda: _zero(pool_b))
+        assert await _stream_numbers(js, 6) == list(range(6))
+        print(f"relay take-over from a frozen leader (idle limit 1 s): {took_over:.2f} s")
+        assert 0.9 < took_over < 5.0
+    finally:
+        await a.close()
+        await b.close()
+
+
 # --- (b), (c) projections keep the newest version ------------------------------------------------------
 
 
