@@ -17,6 +17,7 @@ from libs.config import ConfigError, load_config
 from libs.devstack.nats_server import NatsServer
 from libs.devstack.postgres import EmbeddedPostgres, create_database
 from libs.devstack.processes import ROOT, ServiceProcess, discover_services, stop_all
+from libs.devstack.supervisor import Supervisor, Unit
 
 METRICS_BASE = 9100
 
@@ -65,17 +66,31 @@ class _Platform:
             self.procs.append(ServiceProcess(name, env).start())
 
     def supervise(self) -> None:
-        """Until stopped: a crashed service comes back, at most once a second, as a supervisor would."""
-        restarts: dict[str, float] = {}
-        while not self.stopping:
-            time.sleep(0.25)
-            for i, proc in enumerate(self.procs):
-                recent = time.monotonic() - restarts.get(proc.name, 0.0) < 1.0
-                if not proc.running and not self.stopping and not recent:
-                    code = proc.process.returncode if proc.process else None
-                    _say(f"{proc.name} exited with {code}; restarting")
-                    restarts[proc.name] = time.monotonic()
-                    self.procs[i] = ServiceProcess(proc.name, proc.env).start()
+        """Until stopped: PostgreSQL, NATS or a service that died comes back with its data, after a
+        back-off (libs/devstack/supervisor.py), each restart said on the terminal."""
+        units = []
+        if self.postgres is not None:
+            units.append(Unit("postgres", self.postgres.running, self.postgres.recover))
+        if self.nats is not None:
+            nats = self.nats
+            units.append(Unit("nats-server", lambda: nats.running, nats.start))
+        units += [self._service_unit(i) for i in range(len(self.procs))]
+        supervisor = Supervisor(units, say=_say).start()
+        try:
+            while not self.stopping:
+                time.sleep(0.25)
+        finally:
+            # Stopped before anything else, so that the services stopped next are not started again.
+            supervisor.stop()
+
+    def _service_unit(self, i: int) -> Unit:
+        def restart() -> None:
+            old = self.procs[i]
+            code = old.process.returncode if old.process else None
+            _say(f"{old.name} exited with {code}")
+            self.procs[i] = ServiceProcess(old.name, old.env).start()
+
+        return Unit(self.procs[i].name, lambda: self.procs[i].running, restart)
 
     def stop(self) -> None:
         """Services first, while NATS and PostgreSQL still answer their goodbyes; then NATS, PostgreSQL."""

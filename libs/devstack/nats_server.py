@@ -44,6 +44,7 @@ class NatsServer:
         # More configuration blocks (a cluster's `server_name` and `cluster {...}`, say).
         self.extra_conf = extra_conf
         self.process: subprocess.Popen[bytes] | None = None
+        self.log_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -51,7 +52,9 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, *, log_file: Path | None = None) -> NatsServer:
-        """Start the server and wait until it accepts connections."""
+        """Start the server and wait until it accepts connections (again on the same port and store when
+        it ran before)."""
+        self.log_file = log_file or self.log_file
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats.conf"
         store = (self.data_dir / "jetstream").resolve()
@@ -63,7 +66,7 @@ class NatsServer:
             + "}\n"
             + self.extra_conf
         )
-        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [nats_server_binary(), "-c", str(conf)],
             stdout=out,
@@ -74,6 +77,11 @@ class NatsServer:
         )
         wait_for_port("127.0.0.1", self.port)
         return self
+
+    @property
+    def running(self) -> bool:
+        """True while the server process lives."""
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""

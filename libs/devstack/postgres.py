@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,45 @@ class EmbeddedPostgres:
         """Start the server again after `halt()` (same folder and socket); returns once it accepts."""
         assert self._server is not None, "the server was not started"
         self._server.ensure_postgres_running()
+
+    def postmaster_pid(self) -> int | None:
+        """The pid postmaster.pid names, or None when the folder has no such file."""
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+        except FileNotFoundError:
+            return None
+        return int(first) if first.strip().isdigit() else None
+
+    def running(self) -> bool:
+        """True while the postmaster of `data_dir` lives (a killed one left as a zombie does not)."""
+        import psutil
+
+        pid = self.postmaster_pid()
+        if pid is None:
+            return False
+        try:
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return False
+
+    def recover(self, patience: float = 10.0) -> None:
+        """Start the server again after its postmaster died (kill -9): `pg_ctl start` on the same folder,
+        which takes the postmaster.pid of a dead pid as stale. pgserver would take a killed postmaster not
+        yet reaped (a zombie) for a running one and start nothing, so first wait up to `patience` seconds
+        for it to be gone. While backends of the dead postmaster still hold its shared memory the start
+        fails, and the caller tries again later."""
+        import psutil
+
+        assert self._server is not None, "the server was not started"
+        old = self.postmaster_pid()
+        deadline = time.monotonic() + patience
+        while old is not None and psutil.pid_exists(old) and not self.running():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the dead postmaster (pid {old}) is not reaped after {patience:g} s")
+            time.sleep(0.02)
+        self._server.ensure_postgres_running()
+        if not self.running():
+            raise RuntimeError(f"PostgreSQL did not start in {self.data_dir}")
 
     def url(self, database: str = "postgres") -> str:
         """asyncpg DSN for `database` over the server's socket."""

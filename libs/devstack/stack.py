@@ -14,6 +14,7 @@ from libs.devstack.nats_server import NatsServer
 from libs.devstack.ports import free_port, free_port_block
 from libs.devstack.postgres import EmbeddedPostgres, create_database
 from libs.devstack.processes import ServiceProcess, discover_services, stop_all
+from libs.devstack.supervisor import Supervisor, Unit
 
 __all__ = ["OPERATOR_TOKEN", "PAYMENT_WEBHOOK_SECRET", "Stack"]
 
@@ -38,6 +39,7 @@ class Stack:
         self.database_url = ""
         self.procs: dict[str, ServiceProcess] = {}
         self.metrics_ports: dict[str, int] = {}
+        self.supervisor: Supervisor | None = None
 
     @property
     def url(self) -> str:
@@ -148,8 +150,40 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError(f"gateway not ready after {timeout:g} s: {last}")
 
+    def supervise(self) -> Supervisor:
+        """Restart PostgreSQL, NATS or a service process whenever one dies, with its data, until `stop()`
+        (opt-in: the chaos suite and the outage test restart what they stop themselves). Its lines go
+        to `supervisor.log` in the stack's folder."""
+        if self.supervisor is None:
+            log = self.root / "supervisor.log"
+
+            def say(line: str) -> None:
+                with log.open("a") as out:
+                    out.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+            units = [
+                Unit("postgres", self.postgres.running, self.postgres.recover),
+                Unit("nats-server", lambda: self.nats.running, self.nats.start),
+                *(self._service_unit(name) for name in self.services),
+            ]
+            self.supervisor = Supervisor(units, say=say).start()
+        return self.supervisor
+
+    def _service_unit(self, name: str) -> Unit:
+        def alive() -> bool:
+            proc = self.procs.get(name)
+            return proc is not None and proc.running
+
+        def restart() -> None:
+            self.start_service(name)
+
+        return Unit(name, alive, restart)
+
     def stop(self) -> None:
-        """Stop every process, then NATS and PostgreSQL (whose folder is deleted)."""
+        """Stop the supervisor (so nothing stopped here comes back), every process, then NATS and
+        PostgreSQL (whose folder is deleted)."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         stop_all(self.procs.values())
         self.nats.stop()
         self.postgres.stop()
