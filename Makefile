@@ -65,6 +65,7 @@ bench: $(STAMP) $(WEB_STAMP)
 	$(PY) bench/gateway_hop.py
 	$(PY) bench/web_static.py
 	$(PY) bench/golive_fanout.py
+	$(PY) bench/durability.py
 	$(PY) bench/chat_fanout.py
 	$(PY) bench/webrtc_fanout.py
 	$(PY) bench/transcode_ladder.py
