@@ -108,11 +108,16 @@ async def _known_consumer(js: JetStreamContext, consumer: str) -> None:
     """Every consumer that can take dead letters back has run and made its consumer on REPLAYS, which
     takes replay.<stream>.<durable>.> (Unknown when none has this durable name)."""
     _check_name(consumer)
-    if await _stream_exists(js, REPLAY_STREAM):
-        for info in await js.consumers_info(REPLAY_STREAM):
+    offset = 0
+    while await _stream_exists(js, REPLAY_STREAM):
+        page = await js.consumers_info(REPLAY_STREAM, offset=offset)  # at most 256 at a time
+        for info in page:
             tokens = (info.config.filter_subject or "").split(".")
             if len(tokens) == 4 and tokens[0] == REPLAY_PREFIX and tokens[2] == consumer:
                 return
+        if not page:
+            break
+        offset += len(page)
     raise Unknown(f'no consumer named "{consumer}" (none has run since dead letters exist)')
 
 
