@@ -103,11 +103,13 @@ class EventHandlers:
         than the last applied for the pair (a late, older one is ignored); tell the owner of a follow."""
         async with self.pool.acquire() as conn, conn.transaction():
             admission = await self.versions.admit(conn, event)
-            if admission == "stale" or isinstance(event, Unfollowed):
+            if isinstance(event, Unfollowed):
                 if admission == "new":
                     await store.remove_follow(
                         conn, channel_id=event.channel_id, user_id=event.user_id, before=event.occurred_at
                     )
+                return
+            if admission == "stale":
                 return
             if admission == "new":
                 await store.add_follow(

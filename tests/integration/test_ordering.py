@@ -372,12 +372,23 @@ async def test_a_stale_follow_after_its_unfollow_keeps_it_unfollowed_and_a_refol
     )
     assert (follow.version, unfollow.version) == (1, 2)
 
+    def owner_told() -> int:
+        r = api.get("/api/v1/notifications", headers=owner.headers)
+        assert r.status_code == 200, r.text
+        return sum(1 for item in r.json()["items"] if item["kind"] == "follow")
+
     durables = ("chat-social", "notification-follows")
     await projections.publish_late(_late(follow), stream=ps.STREAM.name, durables=durables)
     assert await neither_follows()
+    assert owner_told() == 1  # the late follow was not told to the owner again
 
     assert api.post(path, headers=fan.headers).status_code == 200  # a re-follow: version 3
     assert await _until(both_follow)
+
+    async def told_twice() -> bool:
+        return owner_told() == 2
+
+    assert await _until(told_twice)
     # ...and the late unfollow of version 2 arriving after it changes nothing either.
     await projections.publish_late(_late(unfollow), stream=ps.STREAM.name, durables=durables)
     assert await both_follow()
