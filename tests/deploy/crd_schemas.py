@@ -49,6 +49,7 @@ _CLUSTER_SPEC = _obj(
         "minSyncReplicas": {"type": "integer", "minimum": 0},
         "maxSyncReplicas": {"type": "integer", "minimum": 0},
         "enablePDB": _BOOL,
+        "postgresql": _obj({"parameters": _LABELS}),
         "imageName": _STR,
         "primaryUpdateStrategy": {"enum": ["unsupervised", "supervised"]},
         "inheritedMetadata": _obj({"labels": _LABELS, "annotations": _LABELS}),

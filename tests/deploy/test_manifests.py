@@ -105,8 +105,9 @@ def test_each_environment_has_what_the_operator_needs(rendered: dict[str, Path])
 
 def test_a_drain_keeps_the_nats_quorum_and_a_failover_keeps_every_commit(rendered: dict[str, Path]) -> None:
     """Every overlay: a PodDisruptionBudget lets only one of the three NATS nodes go at a time (R3 streams
-    keep their quorum). Production: CloudNativePG commits on one synchronous replica before it returns, and
-    keeps its own PodDisruptionBudgets; dev runs one PostgreSQL pod, with no replica to fail over to."""
+    keep their quorum). Production: CloudNativePG commits on one synchronous replica before it returns,
+    keeps its own PodDisruptionBudgets, and ends the sessions of clients on a lost node within a minute;
+    dev runs one PostgreSQL pod, with no replica to fail over to."""
     for overlay, path in rendered.items():
         objects = _objects(path)
         nats = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats")
@@ -130,6 +131,15 @@ def test_a_drain_keeps_the_nats_quorum_and_a_failover_keeps_every_commit(rendere
         assert spec["minSyncReplicas"] >= 1, f"{where}: a commit must reach a replica before it returns"
         assert spec["minSyncReplicas"] <= spec["maxSyncReplicas"] < spec["instances"], where
         assert spec.get("enablePDB", True) is True, f"{where}: the operator's PodDisruptionBudgets are needed"
+        # A session of a client on a lost node (holding the outbox relay's lock) must end within a minute.
+        params = {k: int(v) for k, v in spec["postgresql"]["parameters"].items() if k.startswith("tcp_")}
+        idle_end = (
+            params["tcp_keepalives_idle"] + params["tcp_keepalives_interval"] * params["tcp_keepalives_count"]
+        )
+        assert idle_end <= 60, f"{where}: a dead client's idle session lives {idle_end} s"
+        assert 0 < params["tcp_user_timeout"] <= 60_000, (
+            f"{where}: a dead client's busy session lives too long"
+        )
 
 
 def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
