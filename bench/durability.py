@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import tempfile
@@ -60,6 +59,8 @@ class _Arrivals:
         self.at: dict[str, float] = {}
         self._pending: set[str] = set()
         self._all_in = asyncio.Event()
+        # The consumer and the relay: one that ends (it raised) fails the wait at once.
+        self.helpers: list[asyncio.Task[None]] = []
 
     async def record(self, event: Followed) -> None:
         """The consumer's handler: note the arrival (a redelivered event keeps its first time)."""
@@ -68,12 +69,19 @@ class _Arrivals:
         if not self._pending:
             self._all_in.set()
 
-    async def wait_for(self, event_ids: Iterable[str], timeout: float = 120.0) -> None:
+    async def wait_for(self, event_ids: Iterable[str], timeout: float = 30.0) -> None:
         """Return once every one of `event_ids` has arrived."""
         self._pending = set(event_ids) - self.at.keys()
         self._all_in.clear()
-        if self._pending:
-            await asyncio.wait_for(self._all_in.wait(), timeout=timeout)
+        if not self._pending:
+            return
+        all_in = asyncio.create_task(self._all_in.wait())
+        done, _ = await asyncio.wait([all_in, *self.helpers], timeout=timeout, return_when="FIRST_COMPLETED")
+        all_in.cancel()
+        for task in done - {all_in}:
+            raise RuntimeError(f"the {task.get_name()} stopped: {task.exception()!r}")
+        if all_in not in done:
+            raise TimeoutError(f"{len(self._pending)} events did not arrive within {timeout:g} s")
 
 
 async def _write(pool: Pool, written: dict[str, float]) -> str:
@@ -174,7 +182,11 @@ async def _measure(nats: NatsServer, pool: Pool, load: Load, samples: _Samples) 
     relay = OutboxRelay(pool, js, SCHEMA)
     worker = Worker("outbox-relay", relay.step, every=1.0)
     relay.on_notify = worker.wake
-    tasks = [asyncio.create_task(consume(js, spec, arrivals.record)), asyncio.create_task(worker.run())]
+    tasks = [
+        asyncio.create_task(consume(js, spec, arrivals.record), name="consumer"),
+        asyncio.create_task(worker.run(), name="outbox relay"),
+    ]
+    arrivals.helpers = tasks
     try:
         await _burst(pool, arrivals, WARMUP, load.writers)
         samples.rates.append(await _burst(pool, arrivals, load.events, load.writers))
@@ -184,11 +196,9 @@ async def _measure(nats: NatsServer, pool: Pool, load: Load, samples: _Samples) 
     finally:
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         await relay.close()
-        await nc.drain()
+        await nc.close()
 
 
 async def _rounds(folder: Path, pool: Pool, load: Load) -> dict[str, _Samples]:
