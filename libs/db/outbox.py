@@ -3,6 +3,7 @@ then relayed to JetStream with `Nats-Msg-Id = event_id`, so a crash can neither 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable
@@ -38,6 +39,8 @@ CREATE TABLE IF NOT EXISTS {schema}.outbox (
 # uses it (the worker steps every second, at most 5 s apart while failing), so only a stuck or cut-off
 # relay reaches this.
 LEAD_IDLE_SECONDS = 30.0
+# A leader whose ping is not answered in this long treats its connection (and so the lead) as lost.
+PING_SECONDS = 5.0
 
 
 def _channel(schema: str) -> str:
@@ -131,11 +134,11 @@ class OutboxRelay:
         assert listener is not None
         try:
             if self.leading:
-                await listener.fetchval("SELECT 1")
+                await listener.fetchval("SELECT 1", timeout=PING_SECONDS)
                 return True
             key = relay_lock_key(self._schema)
-            got = bool(await listener.fetchval("SELECT pg_try_advisory_lock($1)", key))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            got = bool(await listener.fetchval("SELECT pg_try_advisory_lock($1)", key, timeout=PING_SECONDS))
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             if self.leading:
                 log.warning("outbox_relay_lead_lost", schema=self._schema)
             await self.close()
@@ -146,18 +149,23 @@ class OutboxRelay:
         return got
 
     async def close(self) -> None:
-        """Give up the lead and give the listening connection back to the pool."""
+        """Give up the lead and give the listening connection back to the pool (bounded: a connection
+        cut off without closing must not hang the relay here)."""
         listener, self._listener = self._listener, None
         leading, self.leading = self.leading, False
         if listener is None:
             return
         if leading:
             with contextlib.suppress(Exception):
-                await listener.fetchval("SELECT pg_advisory_unlock($1)", relay_lock_key(self._schema))
+                key = relay_lock_key(self._schema)
+                await listener.fetchval("SELECT pg_advisory_unlock($1)", key, timeout=PING_SECONDS)
         with contextlib.suppress(Exception):
-            await listener.remove_listener(_channel(self._schema), self._notified)
+            remove = listener.remove_listener(_channel(self._schema), self._notified)
+            await asyncio.wait_for(remove, PING_SECONDS)
+        # The pool's reset on release also runs pg_advisory_unlock_all(); a release that times out
+        # terminates the connection, which frees the lock as well.
         with contextlib.suppress(Exception):
-            await self._pool.release(listener)
+            await self._pool.release(listener, timeout=PING_SECONDS)
 
     def _notified(self, *_: Any) -> None:
         self.on_notify()
