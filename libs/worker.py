@@ -88,6 +88,9 @@ class Worker:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait `seconds` or until woken, whichever is first."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that arrives as the
+        # wait ends (a wake() in the same moment), and the stopped worker would go on running.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()

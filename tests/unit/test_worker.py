@@ -155,3 +155,18 @@ async def test_cancelling_stops_the_worker_cleanly_mid_step_and_between_steps() 
     async with asyncio.timeout(PATIENCE):
         await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+
+
+async def test_a_worker_woken_in_the_same_moment_it_is_cancelled_still_stops() -> None:
+    """A relay woken by a commit's NOTIFY just as its service stops: Python 3.11's asyncio.wait_for
+    returns the finished wait and drops the cancellation, so the worker would run on forever."""
+    calls = Calls()
+    worker = Worker(_name(), counting(calls), every=NEVER)
+    task = asyncio.create_task(worker.run())
+    await calls.reach(1)  # now asleep until woken
+    await asyncio.sleep(0)
+    worker.wake()
+    task.cancel()
+    async with asyncio.timeout(PATIENCE):
+        await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
