@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -283,4 +285,6 @@ if __name__ == "__main__":
     for name in ("events", "writers", "paced", "rate", "single", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, not {getattr(args, name)}")
+    # Stopped from outside (a timeout): unwind, so that PostgreSQL and nats-server are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(main(Load(**vars(args))))
