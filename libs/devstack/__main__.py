@@ -16,7 +16,7 @@ import msgspec
 from libs.config import ConfigError, load_config
 from libs.devstack.nats_server import NatsServer
 from libs.devstack.postgres import EmbeddedPostgres, create_database
-from libs.devstack.processes import ROOT, ServiceProcess, discover_services, stop_all
+from libs.devstack.processes import ROOT, STDOUT_LOCK, ServiceProcess, discover_services, stop_all
 from libs.devstack.supervisor import Supervisor, Unit
 
 METRICS_BASE = 9100
@@ -33,8 +33,9 @@ class DevConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(f"{'devstack':<12}| {line}\n")
-    sys.stdout.flush()
+    with STDOUT_LOCK:
+        sys.stdout.write(f"{'devstack':<12}| {line}\n")
+        sys.stdout.flush()
 
 
 class _Platform:

@@ -12,9 +12,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
-__all__ = ["ServiceProcess", "discover_services", "stop_all"]
+__all__ = ["STDOUT_LOCK", "ServiceProcess", "discover_services", "stop_all"]
 
 ROOT = Path(__file__).resolve().parents[2]
+# How long stopping waits for a process's last output lines to be copied after it exited.
+PUMP_DRAIN_SECONDS = 10.0
+# Every pump thread (and devstack's own lines) write to one stdout under this lock.
+STDOUT_LOCK = threading.Lock()
 
 
 def discover_services(root: Path = ROOT) -> list[str]:
@@ -67,8 +71,9 @@ class ServiceProcess:
             sink.close()
         else:
             for raw in self.process.stdout:
-                sys.stdout.write(self.prefix + raw.decode(errors="replace"))
-                sys.stdout.flush()
+                with STDOUT_LOCK:  # a TextIOWrapper written from several threads at once drops text
+                    sys.stdout.write(self.prefix + raw.decode(errors="replace"))
+                    sys.stdout.flush()
 
     @property
     def running(self) -> bool:
@@ -95,7 +100,9 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait()
         if self._pump is not None:
-            self._pump.join(timeout=2)
+            # The pipe closes at exit, so this returns at once once the last lines are copied; on a loaded
+            # machine copying them may lag behind the exit (a 2 s bound lost a shutdown line under load).
+            self._pump.join(timeout=PUMP_DRAIN_SECONDS)
         return self.process.returncode
 
     def kill(self) -> None:
