@@ -252,7 +252,7 @@ async def test_losing_a_node_under_load_loses_nothing(cluster_stack: ClusterStac
     print(
         f"load {loaded:.1f} s; follows {len(load.follows_acked)} acked ({load.follow_failures} failed tries), "
         f"{sum(notes.values())} notified; chat {len(load.chat_acked)} acked, refused {dict(load.chat_refused)}, "
-            f"{load.chat_retried} sent again, "
+        f"{load.chat_retried} sent again, "
         f"{len(load.chat_seen)} received, {len(lost_chat)} lost, {load.chat_duplicates} doubled, "
         f"longest gap {chat_gap:.2f} s; video {len(load.frame_times)} frames, longest gap {frame_gap:.2f} s"
     )
